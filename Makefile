@@ -1,0 +1,43 @@
+# migration_runner: PGXS build.
+#
+#   make                      build (warnings are errors)
+#   make install              install into the PostgreSQL found by pg_config
+#   make installcheck         pg_regress + isolation + Perl TAP, each in a
+#                             throw-away instance with the worker preloaded
+#
+# The README's test command (scripts/test.sh) drives all of these plus pgTAP.
+
+EXTENSION = migration_runner
+MODULE_big = migration_runner
+OBJS = \
+	src/migration_runner.o \
+	src/guc.o \
+	src/shmem.o \
+	src/catalog.o \
+	src/define.o \
+	src/batch.o \
+	src/api.o \
+	src/launcher.o \
+	src/worker.o
+
+DATA = $(wildcard sql/migration_runner--*.sql)
+
+REGRESS = $(basename $(notdir $(wildcard sql/[0-9]*.sql)))
+REGRESS_OPTS = --temp-instance=./tmp_regress \
+	--temp-config=./test/preload.conf --load-extension=migration_runner
+
+ISOLATION = $(basename $(notdir $(wildcard specs/*.spec)))
+ISOLATION_OPTS = --temp-instance=./tmp_check_iso \
+	--temp-config=./test/preload.conf --load-extension=migration_runner
+
+TAP_TESTS = 1
+PROVE_TESTS = $(wildcard test/t/*.pl)
+
+PG_CPPFLAGS = -I$(srcdir)/src
+PG_CFLAGS = -Wall -Werror -Wmissing-prototypes -Wdeclaration-after-statement
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+EXTRA_CLEAN = tmp_regress tmp_check_iso output_iso results regression.diffs regression.out

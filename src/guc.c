@@ -1,0 +1,179 @@
+/*-------------------------------------------------------------------------
+ *
+ * guc.c
+ *	  The configuration parameters of migration_runner.
+ *
+ * Parameters that shape one batch (delay, timeouts, retries, target time)
+ * are the defaults for migrations that leave the matching mig_define option
+ * NULL; they are read by the process that runs the batch, so for the
+ * background worker they come from the server configuration.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <limits.h>
+
+#include "utils/guc.h"
+
+#include "compat.h"
+#include "migration_runner.h"
+
+char	   *mr_database = NULL;
+int			mr_max_workers = 2;
+int			mr_poll_interval_ms = 10000;
+bool		mr_enabled = true;
+int			mr_batch_delay_ms = 0;
+int			mr_lock_timeout_ms = 2000;
+int			mr_statement_timeout_ms = 30000;
+int			mr_max_retries = 5;
+int			mr_target_batch_ms = 0;
+int			mr_min_batch_size = 10;
+int			mr_max_batch_size = 100000;
+bool		mr_synchronous_commit = false;
+int			mr_history_size = 1000;
+int			mr_max_replica_lag_ms = 0;
+int			mr_max_lock_waiters = 0;
+
+void
+mr_define_gucs(void)
+{
+	DefineCustomStringVariable("migration_runner.database",
+							   "Database in which the launcher runs migrations.",
+							   NULL,
+							   &mr_database,
+							   "postgres",
+							   PGC_POSTMASTER,
+							   0,
+							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("migration_runner.max_workers",
+							"Maximum number of migrations run at once by background workers.",
+							"Each running migration needs one background worker slot "
+							"(max_worker_processes).",
+							&mr_max_workers,
+							2, 0, 64,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("migration_runner.poll_interval",
+							"How often the launcher looks for running migrations without being woken.",
+							"mig_start and mig_resume wake the launcher at once; this is a safety net.",
+							&mr_poll_interval_ms,
+							10000, 100, 3600 * 1000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("migration_runner.enabled",
+							 "Whether the launcher starts background workers for running migrations.",
+							 NULL,
+							 &mr_enabled,
+							 true,
+							 PGC_SIGHUP,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("migration_runner.batch_delay",
+							"Default pause between two batches of a migration.",
+							NULL,
+							&mr_batch_delay_ms,
+							0, 0, 3600 * 1000,
+							PGC_USERSET,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("migration_runner.lock_timeout",
+							"Default lock_timeout of each batch (0 disables it).",
+							NULL,
+							&mr_lock_timeout_ms,
+							2000, 0, INT_MAX,
+							PGC_USERSET,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("migration_runner.statement_timeout",
+							"Default statement_timeout of each batch (0 disables it).",
+							NULL,
+							&mr_statement_timeout_ms,
+							30000, 0, INT_MAX,
+							PGC_USERSET,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("migration_runner.max_retries",
+							"Default number of times a batch is retried after a transient error.",
+							NULL,
+							&mr_max_retries,
+							5, 0, 1000,
+							PGC_USERSET,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("migration_runner.target_batch_time",
+							"Default target duration of a batch for adaptive batch sizes (0 keeps the size fixed).",
+							NULL,
+							&mr_target_batch_ms,
+							0, 0, 3600 * 1000,
+							PGC_USERSET,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("migration_runner.min_batch_size",
+							"Smallest batch that adaptive sizing or timeout halving may choose.",
+							NULL,
+							&mr_min_batch_size,
+							10, 1, MR_MAX_BATCH_SIZE,
+							PGC_USERSET,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("migration_runner.max_batch_size",
+							"Largest batch that adaptive sizing may choose.",
+							NULL,
+							&mr_max_batch_size,
+							100000, 1, MR_MAX_BATCH_SIZE,
+							PGC_USERSET,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("migration_runner.synchronous_commit",
+							 "Whether batch commits wait for their WAL to be flushed.",
+							 "Off is safe: a batch's data and its progress commit together, "
+							 "so a batch whose commit is lost in a crash is simply run again.",
+							 &mr_synchronous_commit,
+							 false,
+							 PGC_USERSET,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("migration_runner.history_size",
+							"Number of recent batches kept per migration in migration_batches.",
+							NULL,
+							&mr_history_size,
+							1000, 0, INT_MAX,
+							PGC_USERSET,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("migration_runner.max_replica_lag",
+							"Pause batches while a standby's replay lag exceeds this (0 disables).",
+							NULL,
+							&mr_max_replica_lag_ms,
+							0, 0, INT_MAX,
+							PGC_USERSET,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("migration_runner.max_lock_waiters",
+							"Pause batches while more sessions than this wait on locks the runner holds (0 disables).",
+							NULL,
+							&mr_max_lock_waiters,
+							0, 0, INT_MAX,
+							PGC_USERSET,
+							0,
+							NULL, NULL, NULL);
+
+	MarkGUCPrefixReserved("migration_runner");
+}

@@ -1,0 +1,162 @@
+/*-------------------------------------------------------------------------
+ *
+ * migration_runner.h
+ *	  Declarations shared by the files of migration_runner: the in-memory
+ *	  form of a migration, the catalog accessors, the batch engine, the GUCs
+ *	  and the shared state of the launcher.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef MIGRATION_RUNNER_H
+#define MIGRATION_RUNNER_H
+
+#include "postgres.h"
+
+#include "executor/spi.h"
+#include "utils/palloc.h"
+
+#define MR_EXTENSION_NAME	"migration_runner"
+#define MR_NOTIFY_CHANNEL	"migration_runner"
+
+/* the largest batch mig_define accepts, and the catalog's CHECK */
+#define MR_MAX_BATCH_SIZE	1000000
+
+/* most key columns a managed migration may have */
+#define MR_MAX_KEY_COLUMNS	8
+
+/* advisory-lock field4 that marks "this process runs migration N" */
+#define MR_RUNNER_LOCK_FIELD4	0x4D52
+
+/* statuses of the catalog's status column */
+#define MR_STATUS_PENDING	"pending"
+#define MR_STATUS_RUNNING	"running"
+#define MR_STATUS_PAUSED	"paused"
+#define MR_STATUS_COMPLETED "completed"
+#define MR_STATUS_FAILED	"failed"
+#define MR_STATUS_CANCELLED "cancelled"
+
+/*
+ * A migration as read from the catalog.  Strings and arrays are palloc'd in
+ * the memory context current when it was read.
+ */
+typedef struct Migration
+{
+	int64		id;
+	char	   *name;
+	char	   *status;
+	Oid			owner;
+	int64		processed;
+	char	   *error;
+
+	/* managed migrations only: relid is InvalidOid for application-driven */
+	Oid			relid;
+	int			nkeys;
+	char	   *key_names[MR_MAX_KEY_COLUMNS];
+	Oid			key_types[MR_MAX_KEY_COLUMNS];
+	char	   *action;
+	char	   *search_path;
+	int			batch_size;
+	int			current_batch_size; /* 0 when never set */
+
+	/* per-migration options; -1 means "use the GUC" */
+	int			batch_delay_ms;
+	int			lock_timeout_ms;
+	int			statement_timeout_ms;
+	int			max_retries;
+	int			target_batch_ms;
+
+	/* cursor and high-water mark as text, NULL when not set */
+	char	  **cursor;
+	char	  **high_water;
+	int64		batches;
+} Migration;
+
+#define MigrationIsManaged(m) (OidIsValid((m)->relid))
+
+/* guc.c */
+extern char *mr_database;
+extern int	mr_max_workers;
+extern int	mr_poll_interval_ms;
+extern bool mr_enabled;
+extern int	mr_batch_delay_ms;
+extern int	mr_lock_timeout_ms;
+extern int	mr_statement_timeout_ms;
+extern int	mr_max_retries;
+extern int	mr_target_batch_ms;
+extern int	mr_min_batch_size;
+extern int	mr_max_batch_size;
+extern bool mr_synchronous_commit;
+extern int	mr_history_size;
+extern int	mr_max_replica_lag_ms;
+extern int	mr_max_lock_waiters;
+extern void mr_define_gucs(void);
+
+/* shmem.c */
+extern bool mr_preloaded;
+extern void mr_shmem_init(void);
+extern void mr_register_launcher_pid(void);
+extern void mr_wake_launcher_at_commit(void);
+extern void mr_announce_change_at_commit(void);
+extern bool mr_wait_for_change(long timeout_ms);
+extern void mr_wait_done(void);
+
+/* catalog.c */
+typedef struct CatalogAccess
+{
+	Oid			saved_userid;
+	int			saved_sec_context;
+	int			guc_nestlevel;
+} CatalogAccess;
+
+extern Oid	mr_extension_oid(bool missing_ok);
+extern const char *mr_catalog_table(const char *table);
+extern void mr_catalog_enter(CatalogAccess *access);
+extern void mr_catalog_leave(CatalogAccess *access);
+extern Migration *mr_migration_by_name(const char *name, bool for_update);
+extern Migration *mr_migration_by_id(int64 id, bool for_update);
+extern void mr_check_ownership(Migration *m);
+extern void mr_set_status(Migration *m, const char *new_status,
+						  const char *extra_set);
+extern void mr_notify_state_change(const char *name, const char *old_status,
+								   const char *new_status, int64 processed);
+extern char *mr_format_key(char **values, int n);
+extern void mr_require_arg(FunctionCallInfo fcinfo, int argno,
+						   const char *argname);
+
+/* define.c */
+extern int64 mr_define_migration(FunctionCallInfo fcinfo);
+
+/* batch.c: the batch engine shared by CALL mig_run and the worker */
+typedef struct MigrationRun MigrationRun;
+
+typedef enum RunOutcome
+{
+	RUN_COMPLETED,				/* no key left: status is completed */
+	RUN_STOPPED,				/* paused or cancelled by someone else */
+	RUN_FAILED,					/* an action error marked it failed */
+	RUN_INTERRUPTED				/* the runner was asked to stop */
+} RunOutcome;
+
+/*
+ * How the caller of the engine ends one transaction and begins the next:
+ * CALL mig_run commits through SPI, the worker through xact.c directly.
+ */
+typedef struct RunnerHooks
+{
+	void		(*commit_and_begin) (void);
+	bool		(*should_stop) (void);
+} RunnerHooks;
+
+extern bool mr_try_lock_runner(int64 migration_id);
+extern void mr_unlock_runner(int64 migration_id);
+extern bool mr_runner_is_active(int64 migration_id);
+extern RunOutcome mr_run_migration(int64 migration_id,
+								   const RunnerHooks *hooks);
+extern const char *mr_outcome_name(RunOutcome outcome);
+
+/* launcher.c and worker.c: bgworker entry points */
+extern void mr_register_launcher(void);
+extern PGDLLEXPORT void mr_launcher_main(Datum main_arg);
+extern PGDLLEXPORT void mr_worker_main(Datum main_arg);
+
+#endif							/* MIGRATION_RUNNER_H */

@@ -1,0 +1,217 @@
+/*-------------------------------------------------------------------------
+ *
+ * shmem.c
+ *	  The little shared memory migration_runner uses: where the launcher
+ *	  sleeps, and a condition variable that runners broadcast on when a
+ *	  migration changes state.
+ *
+ * Both signals are sent only after the transaction that changed the catalog
+ * commits (a transaction callback), so whoever wakes up sees the change:
+ * a launcher woken before mig_start commits would find nothing to run.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "storage/condition_variable.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
+#include "storage/spin.h"
+
+#include "compat.h"
+#include "migration_runner.h"
+
+typedef struct MrSharedState
+{
+	slock_t		mutex;			/* protects launcher_latch */
+	Latch	   *launcher_latch; /* NULL while no launcher runs */
+	ConditionVariable state_changed;	/* a migration changed state */
+} MrSharedState;
+
+bool		mr_preloaded = false;
+
+static MrSharedState *mr_state = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+#ifdef MR_HAVE_SHMEM_REQUEST_HOOK
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+#endif
+
+/* what the current transaction must do once it commits */
+static bool wake_launcher_pending = false;
+static bool announce_change_pending = false;
+static bool xact_callback_registered = false;
+
+static void
+mr_shmem_request(void)
+{
+#ifdef MR_HAVE_SHMEM_REQUEST_HOOK
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+#endif
+	RequestAddinShmemSpace(MAXALIGN(sizeof(MrSharedState)));
+}
+
+static void
+mr_shmem_startup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	mr_state = ShmemInitStruct("migration_runner", sizeof(MrSharedState),
+							   &found);
+	if (!found)
+	{
+		SpinLockInit(&mr_state->mutex);
+		mr_state->launcher_latch = NULL;
+		ConditionVariableInit(&mr_state->state_changed);
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/*
+ * Called from _PG_init in the postmaster while preloading.
+ */
+void
+mr_shmem_init(void)
+{
+	mr_preloaded = true;
+
+#ifdef MR_HAVE_SHMEM_REQUEST_HOOK
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = mr_shmem_request;
+#else
+	mr_shmem_request();
+#endif
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = mr_shmem_startup;
+}
+
+static void
+mr_forget_launcher(int code, Datum arg)
+{
+	SpinLockAcquire(&mr_state->mutex);
+	if (mr_state->launcher_latch == MyLatch)
+		mr_state->launcher_latch = NULL;
+	SpinLockRelease(&mr_state->mutex);
+}
+
+/*
+ * The launcher announces where to wake it.
+ */
+void
+mr_register_launcher_pid(void)
+{
+	Assert(mr_state != NULL);
+
+	SpinLockAcquire(&mr_state->mutex);
+	mr_state->launcher_latch = MyLatch;
+	SpinLockRelease(&mr_state->mutex);
+
+	on_shmem_exit(mr_forget_launcher, (Datum) 0);
+}
+
+static void
+mr_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+			if (wake_launcher_pending && mr_state != NULL)
+			{
+				SpinLockAcquire(&mr_state->mutex);
+				if (mr_state->launcher_latch != NULL)
+					SetLatch(mr_state->launcher_latch);
+				SpinLockRelease(&mr_state->mutex);
+			}
+			if (announce_change_pending && mr_state != NULL)
+				ConditionVariableBroadcast(&mr_state->state_changed);
+			wake_launcher_pending = false;
+			announce_change_pending = false;
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			wake_launcher_pending = false;
+			announce_change_pending = false;
+			break;
+		default:
+			break;
+	}
+}
+
+static void
+mr_ensure_xact_callback(void)
+{
+	if (!xact_callback_registered)
+	{
+		RegisterXactCallback(mr_xact_callback, NULL);
+		xact_callback_registered = true;
+	}
+}
+
+/*
+ * Wake the launcher once the current transaction commits.
+ */
+void
+mr_wake_launcher_at_commit(void)
+{
+	mr_ensure_xact_callback();
+	wake_launcher_pending = true;
+	announce_change_pending = true;
+}
+
+/*
+ * Wake the sessions in mig_wait once the current transaction commits.
+ */
+void
+mr_announce_change_at_commit(void)
+{
+	mr_ensure_xact_callback();
+	announce_change_pending = true;
+}
+
+/*
+ * Sleep until some migration changes state or timeout_ms passes; returns
+ * false on timeout.  Without the preloaded library there is no condition
+ * variable, and the caller's loop polls every 100 ms instead.
+ */
+bool
+mr_wait_for_change(long timeout_ms)
+{
+	bool		timed_out;
+
+	if (mr_state != NULL)
+	{
+		timed_out = ConditionVariableTimedSleep(&mr_state->state_changed,
+												timeout_ms, PG_WAIT_EXTENSION);
+	}
+	else
+	{
+		int			rc;
+
+		rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+					   Min(timeout_ms, 100L), PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		timed_out = (rc & WL_TIMEOUT) != 0;
+	}
+	CHECK_FOR_INTERRUPTS();
+	return !timed_out;
+}
+
+/*
+ * Leave the condition variable's wait list after a mig_wait loop.
+ */
+void
+mr_wait_done(void)
+{
+	if (mr_state != NULL)
+		ConditionVariableCancelSleep();
+}
