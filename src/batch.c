@@ -401,7 +401,7 @@ prepare_run_plans(MigrationRun *run)
 	 */
 	run->progress = prepare_kept(psprintf(
 										  "UPDATE %s SET processed = processed + $2, scanned = scanned + $3, "
-										  "batches = batches + 1, cursor = $4, "
+										  "batches = batches + sign($3)::int, cursor = $4, "
 										  "status = CASE WHEN $5 THEN 'completed' ELSE status END, "
 										  "completed_at = CASE WHEN $5 THEN now() END, "
 										  "worker_pid = CASE WHEN $5 THEN NULL ELSE worker_pid END, "
@@ -921,6 +921,7 @@ run_begin(MigrationRun *run, int64 migration_id, bool *completed)
 	char	   *sql;
 
 	old = MemoryContextSwitchTo(run->runcxt);
+	PushActiveSnapshot(GetTransactionSnapshot());
 	m = run->m = mr_migration_by_id(migration_id, true);
 	if (m == NULL || !MigrationIsManaged(m))
 		elog(ERROR, "migration " INT64_FORMAT " is not a managed migration",
@@ -952,7 +953,6 @@ run_begin(MigrationRun *run, int64 migration_id, bool *completed)
 	}
 
 	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
 	prepare_run_plans(run);
 	*completed = false;
 	mr_catalog_enter(&access);
@@ -1002,12 +1002,12 @@ run_begin(MigrationRun *run, int64 migration_id, bool *completed)
 	if (SPI_execute(sql, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not record runner pid");
 	mr_catalog_leave(&access);
-	PopActiveSnapshot();
 	SPI_finish();
 
 	if (*completed)
 		mr_set_status(m, MR_STATUS_COMPLETED,
 					  "completed_at = now(), worker_pid = NULL");
+	PopActiveSnapshot();
 	MemoryContextSwitchTo(old);
 }
 

@@ -286,6 +286,8 @@ check_key_privileges(Oid relid, Migration *m)
 {
 	int			i;
 
+	if (pg_class_aclcheck(relid, GetUserId(), ACL_SELECT) == ACLCHECK_OK)
+		return;
 	for (i = 0; i < m->nkeys; i++)
 	{
 		AttrNumber	attnum = get_attnum(relid, m->key_names[i]);
