@@ -35,6 +35,7 @@
 #include <math.h>
 
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/pg_type.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -107,6 +108,11 @@ struct MigrationRun
 	/* time spent on bookkeeping and commit not yet added to the catalog */
 	double		carry_bookkeeping_ms;
 	double		carry_commit_ms;
+
+	/* health throttling: WAL position at the last look, lock waiters seen */
+	XLogRecPtr	wal_mark;
+	TimestampTz wal_mark_at;
+	int			lock_waiters;
 
 	/* retries of the current batch */
 	int			attempts;
@@ -431,6 +437,152 @@ prepare_run_plans(MigrationRun *run)
 }
 
 /* ----------------------------------------------------------------------
+ * Throttling on the server's health
+ * ----------------------------------------------------------------------
+ */
+
+/*
+ * How many sessions wait on locks this process holds, counted at the end of
+ * a batch, before its commit releases them.
+ */
+static int
+count_lock_waiters(void)
+{
+	CatalogAccess access;
+	Datum		pid = Int32GetDatum(MyProcPid);
+	Oid			type = INT4OID;
+	bool		isnull;
+	int			waiters;
+
+	mr_catalog_enter(&access);
+	if (SPI_execute_with_args("SELECT count(*)::int4 FROM pg_stat_activity "
+							  "WHERE $1 = ANY (pg_blocking_pids(pid))",
+							  1, &type, &pid, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not count lock waiters");
+	waiters = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
+										  SPI_tuptable->tupdesc, 1, &isnull));
+	mr_catalog_leave(&access);
+	return waiters;
+}
+
+/*
+ * The server's WAL rate since the last look, when at least 50 ms passed.
+ */
+static char *
+wal_rate_problem(MigrationRun *run)
+{
+	XLogRecPtr	lsn = GetXLogInsertRecPtr();
+	TimestampTz now = GetCurrentTimestamp();
+	double		secs = (now - run->wal_mark_at) / 1000000.0;
+	double		kb_per_sec;
+
+	if (run->wal_mark_at == 0)
+	{
+		run->wal_mark = lsn;
+		run->wal_mark_at = now;
+		return NULL;
+	}
+	if (secs < 0.05)
+		return NULL;
+	kb_per_sec = (lsn - run->wal_mark) / 1024.0 / secs;
+	run->wal_mark = lsn;
+	run->wal_mark_at = now;
+	if (kb_per_sec <= mr_max_wal_rate_kb)
+		return NULL;
+	return psprintf("WAL is written at %.0f kB/s, more than migration_runner.max_wal_rate (%d kB/s)",
+					kb_per_sec, mr_max_wal_rate_kb);
+}
+
+static char *
+replica_lag_problem(void)
+{
+	CatalogAccess access;
+	bool		isnull;
+	int64		lag_ms;
+
+	mr_catalog_enter(&access);
+	if (SPI_execute("SELECT coalesce(max((extract(epoch FROM "
+					"greatest(write_lag, flush_lag, replay_lag)) * 1000)::int8), 0) "
+					"FROM pg_stat_replication", true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read replication lag");
+	lag_ms = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+										 SPI_tuptable->tupdesc, 1, &isnull));
+	mr_catalog_leave(&access);
+	if (lag_ms <= mr_max_replica_lag_ms)
+		return NULL;
+	return psprintf("a standby is " INT64_FORMAT " ms behind, more than migration_runner.max_replica_lag (%d ms)",
+					lag_ms, mr_max_replica_lag_ms);
+}
+
+/*
+ * Why the next batch should wait, or NULL.  Lock waiters count once: after
+ * a batch that blocked too many sessions, the runner sleeps one round.
+ */
+static char *
+throttle_problem(MigrationRun *run)
+{
+	char	   *problem = NULL;
+
+	if (mr_max_lock_waiters > 0 && run->lock_waiters > mr_max_lock_waiters)
+		problem = psprintf("%d sessions waited on the runner's locks, more than migration_runner.max_lock_waiters (%d)",
+						   run->lock_waiters, mr_max_lock_waiters);
+	run->lock_waiters = 0;
+	if (problem == NULL && mr_max_wal_rate_kb > 0)
+		problem = wal_rate_problem(run);
+	if (problem == NULL && mr_max_replica_lag_ms > 0)
+		problem = replica_lag_problem();
+	return problem;
+}
+
+static void
+record_throttled(MigrationRun *run, const char *problem)
+{
+	CatalogAccess access;
+
+	mr_catalog_enter(&access);
+	if (SPI_execute(psprintf("UPDATE %s SET throttled = %s WHERE id = " INT64_FORMAT,
+							 run->catalog, quote_literal_cstr(problem), run->m->id),
+					false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not record throttling");
+	mr_catalog_leave(&access);
+}
+
+/*
+ * Wait while the server is unhealthy, saying why in the catalog.  Returns
+ * true if meanwhile the migration stopped running (paused or cancelled).
+ */
+static bool
+throttle_wait(MigrationRun *run, const RunnerHooks *hooks)
+{
+	if (mr_max_lock_waiters <= 0 && mr_max_wal_rate_kb <= 0 &&
+		mr_max_replica_lag_ms <= 0)
+		return false;
+
+	for (;;)
+	{
+		char	   *problem;
+		Migration  *now = NULL;
+
+		PushActiveSnapshot(GetTransactionSnapshot());
+		SPI_connect();
+		problem = throttle_problem(run);
+		if (problem != NULL)
+		{
+			record_throttled(run, problem);
+			now = mr_migration_by_id(run->m->id, false);
+		}
+		SPI_finish();
+		PopActiveSnapshot();
+		if (problem == NULL)
+			return false;
+		hooks->commit_and_begin();
+		if (now == NULL || strcmp(now->status, MR_STATUS_RUNNING) != 0)
+			return true;
+		runner_sleep(mr_throttle_sleep_ms);
+	}
+}
+
+/* ----------------------------------------------------------------------
  * One batch
  * ----------------------------------------------------------------------
  */
@@ -719,6 +871,8 @@ batch_body(MigrationRun *run)
 	if (run->statement_timeout_ms > 0)
 		disable_timeout(STATEMENT_TIMEOUT, false);
 	SetUserIdAndSecContext(saved_user, saved_sec);
+	if (mr_max_lock_waiters > 0 && stats.keys > 0)
+		run->lock_waiters = count_lock_waiters();
 
 	completed = stats.keys < run->batch_size;
 	stats.total_ms = elapsed_ms(start);
@@ -1034,7 +1188,7 @@ forget_runner_pid(MigrationRun *run)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	mr_catalog_enter(&access);
 	SPI_connect();
-	(void) SPI_execute(psprintf("UPDATE %s SET worker_pid = NULL WHERE id = "
+	(void) SPI_execute(psprintf("UPDATE %s SET worker_pid = NULL, throttled = NULL WHERE id = "
 								INT64_FORMAT " AND worker_pid = %d",
 								run->catalog, run->m->id, MyProcPid),
 					   false, 0);
@@ -1111,6 +1265,11 @@ run_loop(MigrationRun *run, const RunnerHooks *hooks)
 			runner_sleep(retry_backoff_ms(run->attempts));
 		else if (run->batch_delay_ms > 0)
 			runner_sleep(run->batch_delay_ms);
+		if (throttle_wait(run, hooks))
+		{
+			outcome = RUN_STOPPED;
+			break;
+		}
 	}
 
 	forget_runner_pid(run);

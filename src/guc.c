@@ -34,6 +34,8 @@ bool		mr_synchronous_commit = false;
 int			mr_history_size = 1000;
 int			mr_max_replica_lag_ms = 0;
 int			mr_max_lock_waiters = 0;
+int			mr_max_wal_rate_kb = 0;
+int			mr_throttle_sleep_ms = 1000;
 
 void
 mr_define_gucs(void)
@@ -173,6 +175,24 @@ mr_define_gucs(void)
 							0, 0, INT_MAX,
 							PGC_USERSET,
 							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("migration_runner.max_wal_rate",
+							"Pause batches while the server writes WAL faster than this many kilobytes per second (0 disables).",
+							"The rate is the whole server's, measured between two batches.",
+							&mr_max_wal_rate_kb,
+							0, 0, INT_MAX,
+							PGC_USERSET,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("migration_runner.throttle_sleep",
+							"How long a throttled runner sleeps before it looks at the server's health again.",
+							NULL,
+							&mr_throttle_sleep_ms,
+							1000, 10, 3600 * 1000,
+							PGC_USERSET,
+							GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("migration_runner");

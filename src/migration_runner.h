@@ -89,6 +89,8 @@ extern bool mr_synchronous_commit;
 extern int	mr_history_size;
 extern int	mr_max_replica_lag_ms;
 extern int	mr_max_lock_waiters;
+extern int	mr_max_wal_rate_kb;
+extern int	mr_throttle_sleep_ms;
 extern void mr_define_gucs(void);
 
 /* shmem.c */
