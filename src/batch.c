@@ -1039,7 +1039,12 @@ run_one_batch(MigrationRun *run)
 
 		/* the bounds plans may be half-made if preparing them failed */
 		run->bounds_plan_size = -1;
-		result = classify_error(run, edata, elapsed_ms(start));
+
+		/* DROP EXTENSION took the catalog away under the batch: just stop */
+		if (!OidIsValid(mr_extension_oid(true)))
+			result = BATCH_NOT_RUNNING;
+		else
+			result = classify_error(run, edata, elapsed_ms(start));
 		run->last_error = edata;
 	}
 	PG_END_TRY();
@@ -1185,6 +1190,8 @@ forget_runner_pid(MigrationRun *run)
 {
 	CatalogAccess access;
 
+	if (!OidIsValid(mr_extension_oid(true)))
+		return;
 	PushActiveSnapshot(GetTransactionSnapshot());
 	mr_catalog_enter(&access);
 	SPI_connect();
