@@ -14,6 +14,7 @@
 #include "postgres.h"
 
 #include "access/genam.h"
+#include "access/xact.h"
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "catalog/indexing.h"
@@ -48,17 +49,42 @@
 	"cursor, high_water, batches, error"
 
 /*
- * Look the extension up in pg_extension: its OID, schema and owner.
+ * The extension's OID, schema and owner, looked up in pg_extension once per
+ * transaction: a batch touches the catalog several times, and DROP or
+ * re-CREATE of the extension can only become visible at a new transaction.
  */
-static bool
-mr_extension_info(Oid *extoid, Oid *schema, Oid *owner)
+typedef struct ExtensionInfo
+{
+	bool		valid;
+	bool		found;
+	Oid			extoid;
+	Oid			schema;
+	Oid			owner;
+} ExtensionInfo;
+
+static ExtensionInfo extension_cache;
+static bool extension_cache_callback = false;
+
+static void
+forget_extension_info(XactEvent event, void *arg)
+{
+	extension_cache.valid = false;
+}
+
+static void
+look_up_extension(void)
 {
 	Relation	rel;
 	SysScanDesc scan;
 	ScanKeyData key;
 	HeapTuple	tuple;
-	bool		found = false;
 
+	if (!extension_cache_callback)
+	{
+		RegisterXactCallback(forget_extension_info, NULL);
+		extension_cache_callback = true;
+	}
+	memset(&extension_cache, 0, sizeof(extension_cache));
 	rel = table_open(ExtensionRelationId, AccessShareLock);
 	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber,
 				F_NAMEEQ, CStringGetDatum(MR_EXTENSION_NAME));
@@ -68,20 +94,39 @@ mr_extension_info(Oid *extoid, Oid *schema, Oid *owner)
 	{
 		Form_pg_extension ext = (Form_pg_extension) GETSTRUCT(tuple);
 
-		*extoid = ext->oid;
-		*schema = ext->extnamespace;
-		*owner = ext->extowner;
-		found = true;
+		extension_cache.extoid = ext->oid;
+		extension_cache.schema = ext->extnamespace;
+		extension_cache.owner = ext->extowner;
+		extension_cache.found = true;
 	}
 	systable_endscan(scan);
 	table_close(rel, AccessShareLock);
-	return found;
+	extension_cache.valid = true;
+}
+
+static bool
+mr_extension_info(Oid *extoid, Oid *schema, Oid *owner)
+{
+	if (!extension_cache.valid)
+		look_up_extension();
+	*extoid = extension_cache.extoid;
+	*schema = extension_cache.schema;
+	*owner = extension_cache.owner;
+	return extension_cache.found;
 }
 
 Oid
 mr_extension_oid(bool missing_ok)
 {
-	return get_extension_oid(MR_EXTENSION_NAME, missing_ok);
+	Oid			extoid,
+				schema,
+				owner;
+
+	if (!mr_extension_info(&extoid, &schema, &owner) && !missing_ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("extension \"%s\" does not exist", MR_EXTENSION_NAME)));
+	return extoid;
 }
 
 /*
