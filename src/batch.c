@@ -995,15 +995,58 @@ classify_error(MigrationRun *run, ErrorData *edata, double batch_ms)
 	return BATCH_FAILED;
 }
 
+typedef void (*GuardedStep) (MigrationRun *run, void *result);
+
+/*
+ * Run step in a subtransaction of the caller's transaction, so that an error
+ * rolls back exactly what the step did.  Returns NULL on success, or the
+ * error, copied into the run's memory.
+ */
+static ErrorData *
+run_guarded(MigrationRun *run, GuardedStep step, void *result)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	ErrorData  *edata = NULL;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(run->batchcxt);
+	PG_TRY();
+	{
+		step(run, result);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		if (run->statement_timeout_ms > 0)
+			disable_timeout(STATEMENT_TIMEOUT, false);
+		MemoryContextSwitchTo(run->runcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_END_TRY();
+	return edata;
+}
+
+static void
+batch_step(MigrationRun *run, void *result)
+{
+	*(BatchResult *) result = batch_body(run);
+}
+
 /*
  * One attempt at one batch, in the caller's open transaction.
  */
 static BatchResult
 run_one_batch(MigrationRun *run)
 {
-	MemoryContext oldcxt = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
-	BatchResult result;
+	BatchResult result = BATCH_FAILED;
+	ErrorData  *edata;
 	instr_time	start;
 
 	if (run->last_error)
@@ -1014,29 +1057,10 @@ run_one_batch(MigrationRun *run)
 	INSTR_TIME_SET_CURRENT(start);
 	PushActiveSnapshot(GetTransactionSnapshot());
 	SPI_connect();
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(run->batchcxt);
 
-	PG_TRY();
+	edata = run_guarded(run, batch_step, &result);
+	if (edata != NULL)
 	{
-		result = batch_body(run);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		if (run->statement_timeout_ms > 0)
-			disable_timeout(STATEMENT_TIMEOUT, false);
-		MemoryContextSwitchTo(run->runcxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
-
 		/* the bounds plans may be half-made if preparing them failed */
 		run->bounds_plan_size = -1;
 
@@ -1047,7 +1071,6 @@ run_one_batch(MigrationRun *run)
 			result = classify_error(run, edata, elapsed_ms(start));
 		run->last_error = edata;
 	}
-	PG_END_TRY();
 
 	SPI_finish();
 	PopActiveSnapshot();
@@ -1068,51 +1091,35 @@ option_or_guc(int option, int guc)
 }
 
 /*
- * Read the migration and set up the run, in the caller's transaction.  The
- * first run fixes the high-water mark; an empty relation completes at once.
+ * What can fail because the relation or the action changed since define
+ * time: resolve the relation, prepare the plans, read the cursor, fix the
+ * high-water mark on the first run (an empty relation completes at once),
+ * and record this process as the runner.
  */
 static void
-run_begin(MigrationRun *run, int64 migration_id, bool *completed)
+setup_step(MigrationRun *run, void *result)
 {
-	MemoryContext old;
-	Migration  *m;
+	bool	   *completed = (bool *) result;
+	Migration  *m = run->m;
+	MemoryContext old = MemoryContextSwitchTo(run->runcxt);
 	CatalogAccess access;
 	char	   *sql;
 
-	old = MemoryContextSwitchTo(run->runcxt);
-	PushActiveSnapshot(GetTransactionSnapshot());
-	m = run->m = mr_migration_by_id(migration_id, true);
-	if (m == NULL || !MigrationIsManaged(m))
-		elog(ERROR, "migration " INT64_FORMAT " is not a managed migration",
-			 migration_id);
-	run->catalog = mr_catalog_table("migrations");
-	run->history = mr_catalog_table("migration_batches");
 	if (get_rel_name(m->relid) == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
 				 errmsg("relation of migration \"%s\" no longer exists", m->name)));
 	run->relname = quote_qualified_identifier(get_namespace_name(get_rel_namespace(m->relid)),
 											  get_rel_name(m->relid));
-	run->batch_size = m->current_batch_size > 0 ? m->current_batch_size : m->batch_size;
-	run->batch_delay_ms = option_or_guc(m->batch_delay_ms, mr_batch_delay_ms);
-	run->lock_timeout_ms = option_or_guc(m->lock_timeout_ms, mr_lock_timeout_ms);
-	run->statement_timeout_ms = option_or_guc(m->statement_timeout_ms,
-											  mr_statement_timeout_ms);
-	run->max_retries = option_or_guc(m->max_retries, mr_max_retries);
-	run->target_batch_ms = option_or_guc(m->target_batch_ms, mr_target_batch_ms);
-	if (run->target_batch_ms <= 0)
-		run->batch_size = m->batch_size;
-	run->bounds_plan_size = -1;
+	check_relation_unchanged(run);
 	setup_key_io(run);
-
 	if (m->cursor)
 	{
 		key_from_text(run, m->cursor, run->cursor);
 		run->has_cursor = true;
 	}
-
-	SPI_connect();
 	prepare_run_plans(run);
+
 	*completed = false;
 	mr_catalog_enter(&access);
 	if (m->high_water == NULL)
@@ -1161,13 +1168,60 @@ run_begin(MigrationRun *run, int64 migration_id, bool *completed)
 	if (SPI_execute(sql, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not record runner pid");
 	mr_catalog_leave(&access);
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * Read the migration and set up the run, in the caller's transaction.
+ * Returns RUN_COMPLETED when there is nothing to do, RUN_FAILED when the
+ * setup failed (recorded in the catalog), RUN_STOPPED otherwise: ready.
+ */
+static RunOutcome
+run_begin(MigrationRun *run, int64 migration_id)
+{
+	MemoryContext old = MemoryContextSwitchTo(run->runcxt);
+	Migration  *m;
+	ErrorData  *edata;
+	bool		completed = false;
+	RunOutcome	outcome = RUN_STOPPED;
+
+	PushActiveSnapshot(GetTransactionSnapshot());
+	m = run->m = mr_migration_by_id(migration_id, true);
+	if (m == NULL || !MigrationIsManaged(m))
+		elog(ERROR, "migration " INT64_FORMAT " is not a managed migration",
+			 migration_id);
+	run->catalog = mr_catalog_table("migrations");
+	run->history = mr_catalog_table("migration_batches");
+	run->relname = psprintf("relation with OID %u", m->relid);
+	run->batch_size = m->current_batch_size > 0 ? m->current_batch_size : m->batch_size;
+	run->batch_delay_ms = option_or_guc(m->batch_delay_ms, mr_batch_delay_ms);
+	run->lock_timeout_ms = option_or_guc(m->lock_timeout_ms, mr_lock_timeout_ms);
+	run->statement_timeout_ms = option_or_guc(m->statement_timeout_ms,
+											  mr_statement_timeout_ms);
+	run->max_retries = option_or_guc(m->max_retries, mr_max_retries);
+	run->target_batch_ms = option_or_guc(m->target_batch_ms, mr_target_batch_ms);
+	if (run->target_batch_ms <= 0)
+		run->batch_size = m->batch_size;
+	run->bounds_plan_size = -1;
+	MemoryContextSwitchTo(old);
+
+	SPI_connect();
+	edata = run_guarded(run, setup_step, &completed);
 	SPI_finish();
 
-	if (*completed)
+	if (edata != NULL)
+	{
+		record_failure(run, edata);
+		outcome = RUN_FAILED;
+	}
+	else if (completed)
+	{
 		mr_set_status(m, MR_STATUS_COMPLETED,
 					  "completed_at = now(), worker_pid = NULL");
+		outcome = RUN_COMPLETED;
+	}
 	PopActiveSnapshot();
-	MemoryContextSwitchTo(old);
+	return outcome;
 }
 
 /* free what a run holds: its kept plans and its memory */
@@ -1295,7 +1349,6 @@ mr_run_migration(int64 migration_id, const RunnerHooks *hooks)
 	MemoryContext runcxt;
 	MigrationRun *run;
 	RunOutcome	outcome = RUN_COMPLETED;
-	bool		completed;
 
 	runcxt = AllocSetContextCreate(TopMemoryContext, "migration_runner run",
 								   ALLOCSET_DEFAULT_SIZES);
@@ -1305,9 +1358,9 @@ mr_run_migration(int64 migration_id, const RunnerHooks *hooks)
 										  ALLOCSET_DEFAULT_SIZES);
 	PG_TRY();
 	{
-		run_begin(run, migration_id, &completed);
+		outcome = run_begin(run, migration_id);
 		hooks->commit_and_begin();
-		if (!completed)
+		if (outcome == RUN_STOPPED)
 			outcome = run_loop(run, hooks);
 	}
 	PG_CATCH();
