@@ -139,11 +139,9 @@ mig_has_run(PG_FUNCTION_ARGS)
 static int64
 start_application_migration(const char *name)
 {
-	CatalogAccess access;
 	Oid			argtypes[2] = {TEXTOID, OIDOID};
 	Datum		args[2];
-	int64		id = 0;
-	bool		isnull;
+	int64		id;
 	char	   *sql;
 
 	if (name[0] == '\0')
@@ -159,19 +157,11 @@ start_application_migration(const char *name)
 
 	args[0] = CStringGetTextDatum(name);
 	args[1] = ObjectIdGetDatum(GetUserId());
-	mr_catalog_enter(&access);
 	sql = psprintf("INSERT INTO %s (name, status, owner, started_at, processed) "
 				   "VALUES ($1, 'running', $2::regrole, now(), 0) "
 				   "ON CONFLICT (name) DO NOTHING RETURNING id",
 				   mr_catalog_table("migrations"));
-	SPI_connect();
-	if (SPI_execute_with_args(sql, 2, argtypes, args, NULL, false, 0) != SPI_OK_INSERT_RETURNING)
-		elog(ERROR, "could not insert into migration catalog");
-	if (SPI_processed == 1)
-		id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-										 SPI_tuptable->tupdesc, 1, &isnull));
-	SPI_finish();
-	mr_catalog_leave(&access);
+	id = mr_catalog_insert_returning_id(sql, 2, argtypes, args);
 
 	if (id != 0)
 	{
@@ -236,7 +226,6 @@ mig_update_progress(PG_FUNCTION_ARGS)
 	int64		id;
 	int64		processed;
 	Migration  *m;
-	CatalogAccess access;
 	char	   *sql;
 
 	mr_require_arg(fcinfo, 0, "id");
@@ -257,15 +246,10 @@ mig_update_progress(PG_FUNCTION_ARGS)
 	mr_check_ownership(m);
 
 	/* one atomic increment: concurrent reports never lose an update */
-	mr_catalog_enter(&access);
 	sql = psprintf("UPDATE %s SET processed = processed + " INT64_FORMAT
 				   " WHERE id = " INT64_FORMAT,
 				   mr_catalog_table("migrations"), processed, id);
-	SPI_connect();
-	if (SPI_execute(sql, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "could not update migration progress");
-	SPI_finish();
-	mr_catalog_leave(&access);
+	mr_catalog_exec(sql, 0, NULL, NULL, SPI_OK_UPDATE);
 	PG_RETURN_VOID();
 }
 
@@ -381,7 +365,6 @@ mig_reset(PG_FUNCTION_ARGS)
 {
 	char	   *name = name_arg(fcinfo, 0);
 	Migration  *m = existing_migration(name, true);
-	CatalogAccess access;
 
 	require_managed(m, "mig_reset");
 	mr_check_ownership(m);
@@ -398,14 +381,9 @@ mig_reset(PG_FUNCTION_ARGS)
 				  "throttled = NULL, worker_pid = NULL, last_batch_at = NULL, "
 				  "last_batch_ms = NULL, bounds_ms = 0, action_ms = 0, "
 				  "bookkeeping_ms = 0, commit_ms = 0");
-	mr_catalog_enter(&access);
-	SPI_connect();
-	if (SPI_execute(psprintf("DELETE FROM %s WHERE migration_id = " INT64_FORMAT,
+	mr_catalog_exec(psprintf("DELETE FROM %s WHERE migration_id = " INT64_FORMAT,
 							 mr_catalog_table("migration_batches"), m->id),
-					false, 0) != SPI_OK_DELETE)
-		elog(ERROR, "could not clear batch history");
-	SPI_finish();
-	mr_catalog_leave(&access);
+					0, NULL, NULL, SPI_OK_DELETE);
 	PG_RETURN_VOID();
 }
 

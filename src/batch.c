@@ -537,14 +537,9 @@ throttle_problem(MigrationRun *run)
 static void
 record_throttled(MigrationRun *run, const char *problem)
 {
-	CatalogAccess access;
-
-	mr_catalog_enter(&access);
-	if (SPI_execute(psprintf("UPDATE %s SET throttled = %s WHERE id = " INT64_FORMAT,
+	mr_catalog_exec(psprintf("UPDATE %s SET throttled = %s WHERE id = " INT64_FORMAT,
 							 run->catalog, quote_literal_cstr(problem), run->m->id),
-					false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "could not record throttling");
-	mr_catalog_leave(&access);
+					0, NULL, NULL, SPI_OK_UPDATE);
 }
 
 /*
@@ -941,7 +936,6 @@ record_failure(MigrationRun *run, ErrorData *edata)
 static void
 record_retry(MigrationRun *run, ErrorData *edata, int next_size)
 {
-	CatalogAccess access;
 	char	   *sql;
 	char	   *reason;
 
@@ -951,15 +945,10 @@ record_retry(MigrationRun *run, ErrorData *edata, int next_size)
 	if (next_size != run->batch_size)
 		reason = psprintf("%s; batch size %d -> %d", reason, run->batch_size, next_size);
 
-	mr_catalog_enter(&access);
 	sql = psprintf("UPDATE %s SET retries = retries + 1, throttled = %s, "
 				   "current_batch_size = %d WHERE id = " INT64_FORMAT,
 				   run->catalog, quote_literal_cstr(reason), next_size, run->m->id);
-	SPI_connect();
-	if (SPI_execute(sql, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "could not record retry");
-	SPI_finish();
-	mr_catalog_leave(&access);
+	mr_catalog_exec(sql, 0, NULL, NULL, SPI_OK_UPDATE);
 }
 
 /*
@@ -1242,19 +1231,13 @@ run_free(MigrationRun *run)
 static void
 forget_runner_pid(MigrationRun *run)
 {
-	CatalogAccess access;
-
 	if (!OidIsValid(mr_extension_oid(true)))
 		return;
 	PushActiveSnapshot(GetTransactionSnapshot());
-	mr_catalog_enter(&access);
-	SPI_connect();
-	(void) SPI_execute(psprintf("UPDATE %s SET worker_pid = NULL, throttled = NULL WHERE id = "
-								INT64_FORMAT " AND worker_pid = %d",
-								run->catalog, run->m->id, MyProcPid),
-					   false, 0);
-	SPI_finish();
-	mr_catalog_leave(&access);
+	mr_catalog_exec(psprintf("UPDATE %s SET worker_pid = NULL, throttled = NULL "
+							 "WHERE id = " INT64_FORMAT " AND worker_pid = %d",
+							 run->catalog, run->m->id, MyProcPid),
+					0, NULL, NULL, SPI_OK_UPDATE);
 	PopActiveSnapshot();
 }
 

@@ -129,21 +129,28 @@ mr_extension_oid(bool missing_ok)
 	return extoid;
 }
 
+static void
+require_extension(Oid *schema, Oid *owner)
+{
+	Oid			extoid;
+
+	if (!mr_extension_info(&extoid, schema, owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("extension \"%s\" is not installed", MR_EXTENSION_NAME),
+				 errhint("Run CREATE EXTENSION %s.", MR_EXTENSION_NAME)));
+}
+
 /*
  * The schema-qualified, quoted name of one of the extension's tables.
  */
 const char *
 mr_catalog_table(const char *table)
 {
-	Oid			extoid,
-				schema,
+	Oid			schema,
 				owner;
 
-	if (!mr_extension_info(&extoid, &schema, &owner))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("extension \"%s\" is not installed", MR_EXTENSION_NAME),
-				 errhint("Run CREATE EXTENSION %s.", MR_EXTENSION_NAME)));
+	require_extension(&schema, &owner);
 	return quote_qualified_identifier(get_namespace_name(schema), table);
 }
 
@@ -155,14 +162,10 @@ mr_catalog_table(const char *table)
 void
 mr_catalog_enter(CatalogAccess *access)
 {
-	Oid			extoid,
-				schema,
+	Oid			schema,
 				owner;
 
-	if (!mr_extension_info(&extoid, &schema, &owner))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("extension \"%s\" is not installed", MR_EXTENSION_NAME)));
+	require_extension(&schema, &owner);
 
 	GetUserIdAndSecContext(&access->saved_userid, &access->saved_sec_context);
 	SetUserIdAndSecContext(owner, access->saved_sec_context |
@@ -178,6 +181,48 @@ mr_catalog_leave(CatalogAccess *access)
 {
 	AtEOXact_GUC(true, access->guc_nestlevel);
 	SetUserIdAndSecContext(access->saved_userid, access->saved_sec_context);
+}
+
+/*
+ * Run one statement on the catalog as its owner; with want_id, the statement
+ * is an INSERT ... RETURNING id and its id (0 if no row) is returned.
+ */
+static int64
+catalog_statement(const char *sql, int nargs, Oid *types, Datum *args,
+				  int expected_rc, bool want_id)
+{
+	CatalogAccess access;
+	int64		id = 0;
+	bool		isnull;
+	int			rc;
+
+	mr_catalog_enter(&access);
+	SPI_connect();
+	rc = SPI_execute_with_args(sql, nargs, types, args, NULL, false, 0);
+	if (rc != expected_rc)
+		elog(ERROR, "could not write migration catalog: %s",
+			 SPI_result_code_string(rc));
+	if (want_id && SPI_processed == 1)
+		id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+										 SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_finish();
+	mr_catalog_leave(&access);
+	return id;
+}
+
+void
+mr_catalog_exec(const char *sql, int nargs, Oid *types, Datum *args,
+				int expected_rc)
+{
+	(void) catalog_statement(sql, nargs, types, args, expected_rc, false);
+}
+
+int64
+mr_catalog_insert_returning_id(const char *sql, int nargs, Oid *types,
+							   Datum *args)
+{
+	return catalog_statement(sql, nargs, types, args,
+							 SPI_OK_INSERT_RETURNING, true);
 }
 
 static char **
@@ -374,25 +419,16 @@ mr_notify_state_change(const char *name, const char *old_status,
 void
 mr_set_status(Migration *m, const char *new_status, const char *extra_set)
 {
-	CatalogAccess access;
 	Oid			argtypes[2] = {INT8OID, TEXTOID};
 	Datum		args[2];
 	char	   *sql;
-	int			rc;
 
-	mr_catalog_enter(&access);
 	sql = psprintf("UPDATE %s SET status = $2%s%s WHERE id = $1",
 				   mr_catalog_table("migrations"),
 				   extra_set ? ", " : "", extra_set ? extra_set : "");
 	args[0] = Int64GetDatum(m->id);
 	args[1] = CStringGetTextDatum(new_status);
-	SPI_connect();
-	rc = SPI_execute_with_args(sql, 2, argtypes, args, NULL, false, 0);
-	if (rc != SPI_OK_UPDATE)
-		elog(ERROR, "could not update migration catalog: %s",
-			 SPI_result_code_string(rc));
-	SPI_finish();
-	mr_catalog_leave(&access);
+	mr_catalog_exec(sql, 2, argtypes, args, SPI_OK_UPDATE);
 
 	if (strcmp(m->status, new_status) != 0)
 		mr_notify_state_change(m->name, m->status, new_status, m->processed);

@@ -492,16 +492,13 @@ ms_literal(int ms)
 static int64
 insert_definition(Migration *m)
 {
-	CatalogAccess access;
 	Oid			argtypes[8] = {TEXTOID, OIDOID, OIDOID, TEXTARRAYOID,
 	OIDARRAYOID, TEXTOID, TEXTOID, INT4OID};
 	Datum		args[8];
 	Datum		names[MR_MAX_KEY_COLUMNS];
 	Datum		types[MR_MAX_KEY_COLUMNS];
 	char	   *sql;
-	int64		id = 0;
 	int			i;
-	bool		isnull;
 
 	for (i = 0; i < m->nkeys; i++)
 	{
@@ -519,7 +516,6 @@ insert_definition(Migration *m)
 	args[6] = CStringGetTextDatum(m->search_path);
 	args[7] = Int32GetDatum(m->batch_size);
 
-	mr_catalog_enter(&access);
 	sql = psprintf("INSERT INTO %s (name, status, owner, relation, key_columns, "
 				   "key_types, action, search_path, batch_size, batch_delay, "
 				   "lock_timeout, statement_timeout, max_retries, target_batch_time) "
@@ -531,15 +527,7 @@ insert_definition(Migration *m)
 				   ms_literal(m->statement_timeout_ms),
 				   m->max_retries < 0 ? "NULL" : psprintf("%d", m->max_retries),
 				   ms_literal(m->target_batch_ms));
-	SPI_connect();
-	if (SPI_execute_with_args(sql, 8, argtypes, args, NULL, false, 0) != SPI_OK_INSERT_RETURNING)
-		elog(ERROR, "could not insert into migration catalog");
-	if (SPI_processed == 1)
-		id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-										 SPI_tuptable->tupdesc, 1, &isnull));
-	SPI_finish();
-	mr_catalog_leave(&access);
-	return id;
+	return mr_catalog_insert_returning_id(sql, 8, argtypes, args);
 }
 
 int64

@@ -114,6 +114,10 @@ extern Oid	mr_extension_oid(bool missing_ok);
 extern const char *mr_catalog_table(const char *table);
 extern void mr_catalog_enter(CatalogAccess *access);
 extern void mr_catalog_leave(CatalogAccess *access);
+extern void mr_catalog_exec(const char *sql, int nargs, Oid *types,
+							Datum *args, int expected_rc);
+extern int64 mr_catalog_insert_returning_id(const char *sql, int nargs,
+											Oid *types, Datum *args);
 extern Migration *mr_migration_by_name(const char *name, bool for_update);
 extern Migration *mr_migration_by_id(int64 id, bool for_update);
 extern void mr_check_ownership(Migration *m);
