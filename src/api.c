@@ -289,53 +289,55 @@ mig_define(PG_FUNCTION_ARGS)
 	PG_RETURN_INT64(mr_define_migration(fcinfo));
 }
 
-Datum
-mig_pause(PG_FUNCTION_ARGS)
+/*
+ * mig_pause and mig_resume move a managed migration between running and
+ * paused.  Being in the target status already is only a NOTICE; returns
+ * NULL then, else the migration after the change.
+ */
+static Migration *
+switch_managed_status(FunctionCallInfo fcinfo, const char *function,
+					  const char *from, const char *to)
 {
 	char	   *name = name_arg(fcinfo, 0);
 	Migration  *m = existing_migration(name, true);
+	bool		startable;
 
-	require_managed(m, "mig_pause");
+	require_managed(m, function);
 	mr_check_ownership(m);
-	if (STATUS_IS(m, MR_STATUS_PAUSED))
+	if (STATUS_IS(m, to))
 	{
 		ereport(NOTICE,
-				(errmsg("migration \"%s\" is already paused", name)));
-		PG_RETURN_VOID();
+				(errmsg("migration \"%s\" is already %s", name, to)));
+		return NULL;
 	}
-	if (!STATUS_IS(m, MR_STATUS_RUNNING))
+	startable = STATUS_IS(m, MR_STATUS_FAILED) || STATUS_IS(m, MR_STATUS_CANCELLED) ||
+		STATUS_IS(m, MR_STATUS_PENDING);
+	if (!STATUS_IS(m, from))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("migration \"%s\" is not running", name),
-				 errdetail("Its status is %s.", m->status)));
-	mr_set_status(m, MR_STATUS_PAUSED, NULL);
+				 errmsg("migration \"%s\" is not %s", name, from),
+				 errdetail("Its status is %s.", m->status),
+				 startable ? errhint("Use mig_start('%s') to run it.", name) : 0));
+	mr_set_status(m, to, NULL);
+	return m;
+}
+
+Datum
+mig_pause(PG_FUNCTION_ARGS)
+{
+	(void) switch_managed_status(fcinfo, "mig_pause",
+								 MR_STATUS_RUNNING, MR_STATUS_PAUSED);
 	PG_RETURN_VOID();
 }
 
 Datum
 mig_resume(PG_FUNCTION_ARGS)
 {
-	char	   *name = name_arg(fcinfo, 0);
-	Migration  *m = existing_migration(name, true);
+	Migration  *m = switch_managed_status(fcinfo, "mig_resume",
+										  MR_STATUS_PAUSED, MR_STATUS_RUNNING);
 
-	require_managed(m, "mig_resume");
-	mr_check_ownership(m);
-	if (STATUS_IS(m, MR_STATUS_RUNNING))
-	{
-		ereport(NOTICE,
-				(errmsg("migration \"%s\" is already running", name)));
-		PG_RETURN_VOID();
-	}
-	if (!STATUS_IS(m, MR_STATUS_PAUSED))
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("migration \"%s\" is not paused", name),
-				 errdetail("Its status is %s.", m->status),
-				 (STATUS_IS(m, MR_STATUS_FAILED) || STATUS_IS(m, MR_STATUS_CANCELLED) ||
-				  STATUS_IS(m, MR_STATUS_PENDING)) ?
-				 errhint("Use mig_start('%s') to run it.", name) : 0));
-	mr_set_status(m, MR_STATUS_RUNNING, NULL);
-	warn_if_no_worker(m);
+	if (m != NULL)
+		warn_if_no_worker(m);
 	PG_RETURN_VOID();
 }
 

@@ -48,15 +48,6 @@
 #define MR_WORKER_NEEDS_LOGIN true
 #endif
 
-/* 16 moved the ACL check functions to object_aclcheck */
-#if PG_VERSION_NUM >= 160000
-#define mr_database_aclcheck(db, role, mode) \
-	object_aclcheck(DatabaseRelationId, (db), (role), (mode))
-#else
-#define mr_database_aclcheck(db, role, mode) \
-	pg_database_aclcheck((db), (role), (mode))
-#endif
-
 /* 14 added the QueryEnvironment argument to raw_parser's mode */
 #if PG_VERSION_NUM >= 140000
 #define mr_raw_parser(str) raw_parser((str), RAW_PARSE_DEFAULT)
