@@ -85,6 +85,8 @@ struct MigrationRun
 
 	bool		has_cursor;
 	Datum		cursor[MR_MAX_KEY_COLUMNS];
+	const char *batch_keys;		/* "(21) to (30)" once the batch has its
+								 * bounds, in batchcxt; else NULL */
 	Datum		high_water[MR_MAX_KEY_COLUMNS];
 
 	/* effective options: per-migration value, or the GUC */
@@ -826,6 +828,7 @@ batch_body(MigrationRun *run)
 	INSTR_TIME_SET_CURRENT(start);
 	memset(&stats, 0, sizeof(stats));
 	stats.started_at = GetCurrentTimestamp();
+	run->batch_keys = NULL;
 
 	status = lock_row_status(run);
 	if (status == NULL || strcmp(status, MR_STATUS_RUNNING) != 0)
@@ -853,12 +856,15 @@ batch_body(MigrationRun *run)
 
 	if (stats.keys > 0)
 	{
-		char	   *activity = psprintf("migration %s: batch " INT64_FORMAT " %s to %s",
-										m->name, m->batches + 1,
-										mr_format_key(key_to_text(run, first), m->nkeys),
-										mr_format_key(key_to_text(run, last), m->nkeys));
+		MemoryContext old = MemoryContextSwitchTo(run->batchcxt);
 
-		pgstat_report_activity(STATE_RUNNING, activity);
+		run->batch_keys = psprintf("%s to %s",
+								   mr_format_key(key_to_text(run, first), m->nkeys),
+								   mr_format_key(key_to_text(run, last), m->nkeys));
+		MemoryContextSwitchTo(old);
+		pgstat_report_activity(STATE_RUNNING,
+							   psprintf("migration %s: batch " INT64_FORMAT " keys %s",
+										m->name, m->batches + 1, run->batch_keys));
 		INSTR_TIME_SET_CURRENT(phase);
 		stats.rows = run_action(run, first, last);
 		stats.action_ms = elapsed_ms(phase);
@@ -919,9 +925,13 @@ record_failure(MigrationRun *run, ErrorData *edata)
 	char	   *error;
 	char	   *extra;
 
-	bounds = run->has_cursor
-		? psprintf("after key %s", mr_format_key(key_to_text(run, run->cursor), run->m->nkeys))
-		: pstrdup("from the first key");
+	/* the batch's own bounds if it got that far, else where it starts */
+	if (run->batch_keys)
+		bounds = pstrdup(run->batch_keys);
+	else if (run->has_cursor)
+		bounds = psprintf("after %s", mr_format_key(key_to_text(run, run->cursor), run->m->nkeys));
+	else
+		bounds = pstrdup("from the first key");
 	error = psprintf("%s (SQLSTATE %s) in batch " INT64_FORMAT " (keys %s, batch size %d)",
 					 edata->message, unpack_sql_state(edata->sqlerrcode),
 					 run->m->batches + 1, bounds, run->batch_size);

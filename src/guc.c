@@ -14,6 +14,7 @@
 
 #include <limits.h>
 
+#include "miscadmin.h"
 #include "utils/guc.h"
 
 #include "compat.h"
@@ -40,12 +41,21 @@ int			mr_throttle_sleep_ms = 1000;
 void
 mr_define_gucs(void)
 {
+	/*
+	 * The launcher reads the database once, at postmaster start.  A
+	 * PGC_POSTMASTER parameter can only be created while the preload runs;
+	 * in a session that loads the library on its own (no worker exists) the
+	 * parameter is only informative, so it is created reloadable instead.
+	 */
+	GucContext	database_context = process_shared_preload_libraries_in_progress ?
+		PGC_POSTMASTER : PGC_SIGHUP;
+
 	DefineCustomStringVariable("migration_runner.database",
 							   "Database in which the launcher runs migrations.",
 							   NULL,
 							   &mr_database,
 							   "postgres",
-							   PGC_POSTMASTER,
+							   database_context,
 							   0,
 							   NULL, NULL, NULL);
 
