@@ -863,7 +863,7 @@ batch_body(MigrationRun *run)
 								   mr_format_key(key_to_text(run, last), m->nkeys));
 		MemoryContextSwitchTo(old);
 		pgstat_report_activity(STATE_RUNNING,
-							   psprintf("migration %s: batch " INT64_FORMAT " keys %s",
+							   psprintf("migration %s: batch " INT64_FORMAT " %s",
 										m->name, m->batches + 1, run->batch_keys));
 		INSTR_TIME_SET_CURRENT(phase);
 		stats.rows = run_action(run, first, last);
