@@ -1,0 +1,307 @@
+# MigTest.pm: helpers shared by the Perl TAP tests of migration_runner.
+#
+# Every wait here is a poll with a deadline: the tests never sleep to
+# synchronise with the background worker.
+
+package MigTest;
+
+use strict;
+use warnings;
+
+use Exporter 'import';
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(usleep time);
+
+our @EXPORT = qw(
+  mig_node new_table define_migration mig_row mig_scalar poll_value
+  poll_true worker_pid_sql wait_for_worker wait_pid_gone crash_restart
+  exactly_once_ok consistent_ok log_has_no_crash q_lit $SLOW_ACTION $WAIT_SECS
+);
+
+# how long any single wait may take before the test fails (seconds)
+our $WAIT_SECS = $ENV{MIG_TEST_WAIT} // 60;
+
+# Shorten poll_query_until's own limit (180 s by default) so that a broken
+# build fails in minutes, not hours.
+$PostgreSQL::Test::Utils::timeout_default = $WAIT_SECS
+  unless defined $ENV{PG_TEST_TIMEOUT_DEFAULT}
+  && $ENV{PG_TEST_TIMEOUT_DEFAULT} ne '';
+
+# An action that takes a little time per batch (the CTE is evaluated once per
+# batch: pg_sleep is volatile, so it is not inlined), so a migration is still
+# running when the test looks at it.  %T is replaced by the table, %S by the
+# sleep in seconds.
+our $SLOW_ACTION =
+  'WITH s AS (SELECT pg_sleep(%S)) UPDATE %T SET n = n + 1 FROM s WHERE id BETWEEN $1 AND $2';
+
+# Quote a string as an SQL literal.
+sub q_lit
+{
+	my ($s) = @_;
+	$s =~ s/'/''/g;
+	return "'$s'";
+}
+
+# A started node with the extension created in database postgres.
+#   preload => 0       no shared_preload_libraries
+#   conf => '...'      more postgresql.conf lines
+sub mig_node
+{
+	my ($name, %opts) = @_;
+	my $preload = $opts{preload} // 1;
+
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	$node->init;
+	my $conf = "max_worker_processes = 16\n"
+	  . "log_statement = none\n"
+	  . "log_min_messages = debug1\n";
+	$conf .=
+	    "shared_preload_libraries = 'migration_runner'\n"
+	  . "migration_runner.database = 'postgres'\n"
+	  if $preload;
+	$conf .= $opts{conf} if defined $opts{conf};
+	$node->append_conf('postgresql.conf', $conf);
+	$node->start;
+	$node->safe_psql('postgres', 'CREATE EXTENSION migration_runner');
+	return $node;
+}
+
+# A table (id int primary key, n int: the counter an action increments) with
+# ids 1..rows, all n = 0.
+sub new_table
+{
+	my ($node, $table, $rows, $db) = @_;
+	$node->safe_psql($db // 'postgres', qq{
+		CREATE TABLE $table (id int PRIMARY KEY, n int NOT NULL DEFAULT 0);
+		INSERT INTO $table (id) SELECT g FROM generate_series(1, $rows) g;
+		ANALYZE $table;
+	});
+	return;
+}
+
+# mig_define with named arguments; returns the id.
+#   define_migration($node, name, table, action,
+#       batch_size => 100, batch_delay => '5ms', user => 'alice', slow => 0.02)
+# With slow => secs and no action, the action is $SLOW_ACTION on table.
+sub define_migration
+{
+	my ($node, $name, $table, $action, %o) = @_;
+	if (!defined $action)
+	{
+		my $secs = $o{slow} // 0;
+		$action = $SLOW_ACTION;
+		$action =~ s/%S/$secs/g;
+		$action =~ s/%T/$table/g;
+	}
+	my @args = (
+		'name => ' . q_lit($name),
+		'relation => ' . q_lit($table),
+		'action => ' . q_lit($action));
+	for my $opt (qw(batch_size batch_delay lock_timeout statement_timeout
+		max_retries))
+	{
+		push @args, "$opt => " . q_lit($o{$opt}) if defined $o{$opt};
+	}
+	my @extra = defined $o{user} ? (extra_params => [ '-U', $o{user} ]) : ();
+	return $node->safe_psql('postgres',
+		'SELECT mig_define(' . join(', ', @args) . ')', @extra);
+}
+
+# One catalog row as a hash of the columns asked for.
+sub mig_row
+{
+	my ($node, $name, @cols) = @_;
+	my $out = $node->safe_psql('postgres',
+		    'SELECT '
+		  . join(', ', map { "coalesce($_\::text, '<null>')" } @cols)
+		  . ' FROM migrations WHERE name = '
+		  . q_lit($name));
+	my @vals = split /\|/, $out, -1;
+	my %h;
+	@h{@cols} = @vals;
+	return \%h;
+}
+
+sub mig_scalar
+{
+	my ($node, $sql, @extra) = @_;
+	return $node->safe_psql('postgres', $sql, @extra);
+}
+
+# Run $sql until it prints something non-empty (and no error); return that.
+# Returns undef (and prints a diagnostic) at the deadline.
+sub poll_value
+{
+	my ($node, $sql, $secs) = @_;
+	$secs //= $WAIT_SECS;
+	my $deadline = time() + $secs;
+	my ($ret, $out, $err);
+	while (1)
+	{
+		($ret, $out, $err) = $node->psql('postgres', $sql);
+		return $out if $ret == 0 && defined $out && $out ne '' && $err eq '';
+		last if time() > $deadline;
+		usleep(50_000);
+	}
+	diag("poll_value timed out after ${secs}s: $sql\nlast stdout: "
+		  . ($out // '') . "\nlast stderr: " . ($err // ''));
+	return undef;
+}
+
+# Run $sql until it prints 't'; true if it did before the deadline.
+sub poll_true
+{
+	my ($node, $sql, $secs) = @_;
+	$secs //= $WAIT_SECS;
+	my $deadline = time() + $secs;
+	my ($ret, $out, $err);
+	while (1)
+	{
+		($ret, $out, $err) = $node->psql('postgres', $sql);
+		return 1 if $ret == 0 && defined $out && $out eq 't';
+		last if time() > $deadline;
+		usleep(50_000);
+	}
+	diag("poll_true timed out after ${secs}s: $sql\nlast stdout: "
+		  . ($out // '') . "\nlast stderr: " . ($err // ''));
+	return 0;
+}
+
+# SQL printing the pid of the connected background worker that the catalog
+# names as running migration $name (nothing when there is none).
+sub worker_pid_sql
+{
+	my ($name) = @_;
+	return
+	    'SELECT a.pid FROM pg_stat_activity a JOIN migrations m'
+	  . ' ON m.worker_pid = a.pid WHERE m.name = '
+	  . q_lit($name)
+	  . " AND (a.backend_type ILIKE '%migration_runner%'"
+	  . " OR a.application_name ILIKE '%migration_runner%')";
+}
+
+# Wait until the worker of $name is connected; return its pid (or undef).
+sub wait_for_worker
+{
+	my ($node, $name, $secs) = @_;
+	return poll_value($node, worker_pid_sql($name), $secs);
+}
+
+# Wait until process $pid has left pg_stat_activity.
+sub wait_pid_gone
+{
+	my ($node, $pid, $secs) = @_;
+	return poll_true($node,
+		"SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = $pid", $secs);
+}
+
+# Pids of the processes whose title says they belong to cluster $name
+# (PostgreSQL::Test::Cluster starts the postmaster with --cluster-name).
+sub _cluster_pids
+{
+	my ($name) = @_;
+	my @pids;
+	opendir(my $dh, '/proc') or return ();
+	for my $p (grep { /^\d+$/ } readdir $dh)
+	{
+		open(my $fh, '<', "/proc/$p/cmdline") or next;
+		local $/;
+		my $cmd = <$fh> // '';
+		close $fh;
+		push @pids, $p if $cmd =~ /^postgres: \Q$name\E: /;
+	}
+	closedir $dh;
+	return @pids;
+}
+
+# Crash the node: kill -9 of the postmaster ('kill9') or an immediate stop
+# ('immediate'); wait until the postmaster and every one of its children are
+# gone (a start fails while any of them still holds the shared memory), then
+# start it again.
+sub crash_restart
+{
+	my ($node, $how) = @_;
+	$how //= 'kill9';
+	my $pm = $node->{_pid};
+	if ($how eq 'immediate')
+	{
+		$node->stop('immediate');
+	}
+	else
+	{
+		$node->kill9;
+	}
+	my $deadline = time() + $WAIT_SECS;
+	my @left;
+	while (1)
+	{
+		@left = _cluster_pids($node->name);
+		push @left, $pm if defined $pm && kill(0, $pm);
+		last unless @left;
+		if (time() > $deadline)
+		{
+			diag("processes of the crashed node still alive after "
+				  . "${WAIT_SECS}s: @left");
+			for my $p (@left)
+			{
+				open(my $fh, '<', "/proc/$p/cmdline") or next;
+				local $/;
+				my $c = <$fh> // '';
+				diag("  $p: $c");
+			}
+			return 0;
+		}
+		usleep(50_000);
+	}
+	$node->start;
+	return 1;
+}
+
+# The action incremented n: every row of $table must have n = 1, and the
+# catalog must say that every row was processed.
+sub exactly_once_ok
+{
+	my ($node, $table, $name, $rows, $label) = @_;
+	is( $node->safe_psql('postgres',
+			"SELECT count(*) FROM $table WHERE n <> 1"),
+		'0',
+		"$label: every row changed exactly once (no row with n <> 1)");
+	is($node->safe_psql('postgres', "SELECT count(*) FROM $table"),
+		$rows, "$label: no row lost");
+	is(mig_row($node, $name, 'processed')->{processed},
+		$rows, "$label: processed = $rows");
+	return;
+}
+
+# In one snapshot (one statement): the rows the action changed are exactly
+# as many as the catalog's processed, and no row was changed twice.  Safe to
+# call while a worker commits batches.
+sub consistent_ok
+{
+	my ($node, $table, $name, $label) = @_;
+	my $out = $node->safe_psql('postgres', qq{
+		SELECT (SELECT processed FROM migrations WHERE name = } . q_lit($name) . qq{)
+			   || '|' || count(*) FILTER (WHERE n = 1)
+			   || '|' || count(*) FILTER (WHERE n > 1)
+		  FROM $table});
+	my ($processed, $once, $twice) = split /\|/, $out;
+	is("$once/$twice", "$processed/0",
+		"$label: changed rows = processed ($processed), none twice");
+	return;
+}
+
+# No backend died of a signal and nothing PANICked since log offset $offset.
+sub log_has_no_crash
+{
+	my ($node, $offset, $label) = @_;
+	my $log = slurp_file($node->logfile, $offset // 0);
+	my @bad = grep { /terminated by signal|PANIC:|TRAP:|server process .* was terminated/ }
+	  split /\n/, $log;
+	ok(!@bad, "$label: no crashed process in the server log")
+	  or diag(join("\n", @bad));
+	return;
+}
+
+1;
