@@ -358,10 +358,13 @@ prepare_bounds(MigrationRun *run)
 	const char *only = get_rel_relkind(m->relid) == RELKIND_PARTITIONED_TABLE ? "" : "ONLY ";
 	char	   *sql;
 
+	/* NULL them at once: if preparing fails (a lock timeout), no dangling plan */
 	if (run->bounds_first)
 		SPI_freeplan(run->bounds_first);
+	run->bounds_first = NULL;
 	if (run->bounds_next)
 		SPI_freeplan(run->bounds_next);
+	run->bounds_next = NULL;
 
 	key_param_types(m, types, 2);
 	sql = psprintf("SELECT %s FROM %s%s WHERE %s <= %s ORDER BY %s LIMIT %d",
@@ -938,7 +941,7 @@ record_failure(MigrationRun *run, ErrorData *edata)
 	if (run->attempts > 0)
 		error = psprintf("%s after %d attempts", error, run->attempts + 1);
 
-	extra = psprintf("error = %s, worker_pid = NULL",
+	extra = psprintf("error = %s, worker_pid = NULL, throttled = NULL",
 					 quote_literal_cstr(error));
 	mr_set_status(run->m, MR_STATUS_FAILED, extra);
 }

@@ -479,6 +479,26 @@ definition_difference(Migration *old, Migration *new)
 	return NULL;
 }
 
+/*
+ * The name to suggest for a new version: "x_v1" -> "x_v2", "x_v9" -> "x_v10",
+ * anything else -> "x_v2".
+ */
+static char *
+next_version_name(const char *name)
+{
+	size_t		len = strlen(name);
+	size_t		digits = 0;
+
+	while (digits < len && name[len - digits - 1] >= '0' &&
+		   name[len - digits - 1] <= '9')
+		digits++;
+	if (digits > 0 && digits <= 9 && len - digits >= 2 &&
+		name[len - digits - 1] == 'v' && name[len - digits - 2] == '_')
+		return psprintf("%.*s%d", (int) (len - digits), name,
+						atoi(name + len - digits) + 1);
+	return psprintf("%s_v2", name);
+}
+
 static char *
 ms_literal(int ms)
 {
@@ -580,7 +600,7 @@ mr_define_migration(FunctionCallInfo fcinfo)
 				 errmsg("migration \"%s\" already exists with a different definition",
 						m->name),
 				 errdetail("Compared with the existing definition, %s.", difference),
-				 errhint("Define the new version under a new name, such as \"%s_v2\".",
-						 m->name)));
+				 errhint("Define the new version under a new name, such as \"%s\".",
+						 next_version_name(m->name))));
 	return existing->id;
 }
