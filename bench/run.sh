@@ -435,7 +435,11 @@ for size in "${SIZES[@]}"; do
 					"CALL mig_run('$name');"
 			else
 				# the timed part is mig_start() (autocommit: it commits and
-				# wakes the launcher) until mig_wait() returns
+				# wakes the launcher) until mig_wait() returns completed.
+				# mig_wait is a function, so its statement holds a snapshot
+				# while it waits; waiting in 1 s slices from a DO block that
+				# commits in between keeps the server's xmin moving, as the
+				# README recommends for long waits
 				rm -f "$WORK/rss.$name" "$WORK/stop.$name"
 				POLLER_PID=""
 				if [ "$RSS" = 1 ]; then
@@ -454,7 +458,8 @@ for size in "${SIZES[@]}"; do
 					"SELECT mig_define('$name', 'users', \$act\$$ACTION\$act\$, batch_size => $batch);
 \\! touch $WORK/go.$name" \
 					"SELECT mig_start('$name');
-SELECT mig_wait('$name') AS st \\gset
+DO \$w\$ BEGIN WHILE mig_wait('$name', '1 s') = 'running' LOOP COMMIT; END LOOP; END \$w\$;
+SELECT status AS st FROM migrations WHERE name = '$name' \\gset
 \\echo OUT :st"
 				touch "$WORK/stop.$name"
 				if [ -n "$POLLER_PID" ]; then

@@ -106,20 +106,20 @@ warn_if_no_worker(Migration *m)
 	const char *reason = NULL;
 
 	if (!mr_preloaded)
-		reason = "migration_runner is not in shared_preload_libraries";
+		reason = "The library migration_runner is not in shared_preload_libraries.";
 	else if (!mr_enabled)
-		reason = "migration_runner.enabled is off";
+		reason = "migration_runner.enabled is off.";
 	else if (mr_max_workers == 0)
-		reason = "migration_runner.max_workers is 0";
+		reason = "migration_runner.max_workers is 0.";
 	else if (strcmp(get_database_name(MyDatabaseId), mr_database) != 0)
-		reason = psprintf("the launcher runs migrations in database \"%s\" only",
+		reason = psprintf("The launcher runs migrations in database \"%s\" only.",
 						  mr_database);
 	if (reason == NULL)
 		return;
 	ereport(WARNING,
 			(errmsg("no background worker will run migration \"%s\"", m->name),
-			 errdetail("%s.", reason),
-			 errhint("Run it in this session with CALL mig_run('%s').", m->name)));
+			 errdetail("%s", reason),
+			 errhint("Run it in this session with CALL mig_run(%s).", quote_literal_cstr(m->name))));
 }
 
 Datum
@@ -202,7 +202,7 @@ mig_start(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("migration \"%s\" is paused", name),
-				 errhint("Resume it with mig_resume('%s').", name)));
+				 errhint("Resume it with mig_resume(%s).", quote_literal_cstr(name))));
 	mr_check_ownership(m);
 
 	if (MigrationIsManaged(m))
@@ -317,7 +317,7 @@ switch_managed_status(FunctionCallInfo fcinfo, const char *function,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("migration \"%s\" is not %s", name, from),
 				 errdetail("Its status is %s.", m->status),
-				 startable ? errhint("Use mig_start('%s') to run it.", name) : 0));
+				 startable ? errhint("Use mig_start(%s) to run it.", quote_literal_cstr(name)) : 0));
 	mr_set_status(m, to, NULL);
 	return m;
 }
@@ -422,13 +422,13 @@ check_runnable(Migration *m)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("migration \"%s\" is paused", m->name),
-				 errhint("Resume it with mig_resume('%s') first.", m->name)));
+				 errhint("Resume it with mig_resume(%s) first.", quote_literal_cstr(m->name))));
 	if (STATUS_IS(m, MR_STATUS_CANCELLED))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("migration \"%s\" was cancelled", m->name),
-				 errhint("Start it again with mig_start('%s'), or start over with mig_reset('%s').",
-						 m->name, m->name)));
+				 errhint("Start it again with mig_start(%s), or start over with mig_reset(%s).",
+						 quote_literal_cstr(m->name), quote_literal_cstr(m->name))));
 }
 
 static void
@@ -500,8 +500,8 @@ mig_run(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_IN_USE),
 				 errmsg("migration \"%s\" is being run by another process", name),
-				 errhint("Wait for it with mig_wait('%s'), or pause it with mig_pause('%s').",
-						 name, name)));
+				 errhint("Wait for it with mig_wait(%s), or pause it with mig_pause(%s).",
+						 quote_literal_cstr(name), quote_literal_cstr(name))));
 	PG_TRY();
 	{
 		mig_run_checked(m);
@@ -544,14 +544,17 @@ mig_wait(PG_FUNCTION_ARGS)
 	if (!PG_ARGISNULL(1))
 	{
 		Interval   *timeout = PG_GETARG_INTERVAL_P(1);
-		int64		usecs = timeout->time + timeout->day * USECS_PER_DAY +
-			timeout->month * (int64) DAYS_PER_MONTH * USECS_PER_DAY;
+		/* in double: months of microseconds overflow int64 (300000 years) */
+		double		usecs = timeout->time + timeout->day * (double) USECS_PER_DAY +
+			timeout->month * (double) DAYS_PER_MONTH * USECS_PER_DAY;
 
 		if (usecs < 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("timeout must not be negative")));
-		deadline = GetCurrentTimestamp() + usecs;
+		/* a timeout of more than 100,000 years is no timeout */
+		if (usecs < (double) (PG_INT64_MAX / 4))
+			deadline = GetCurrentTimestamp() + (int64) usecs;
 	}
 
 	while (!is_terminal(m->status))

@@ -51,6 +51,7 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #include "utils/timeout.h"
 #include "utils/timestamp.h"
 
@@ -187,6 +188,16 @@ mr_outcome_name(RunOutcome outcome)
 			return "interrupted";
 	}
 	return "unknown";
+}
+
+/* exponential backoff with jitter: 100 ms, 200 ms, ... up to 10 s, +-50% */
+static long
+retry_backoff_ms(int attempt)
+{
+	long		base = 100L << Min(attempt - 1, 7);
+
+	base = Min(base, 10000L);
+	return base / 2 + random() % (base + 1);
 }
 
 /*
@@ -933,6 +944,9 @@ record_failure(MigrationRun *run, ErrorData *edata)
 		bounds = pstrdup(run->batch_keys);
 	else if (run->has_cursor)
 		bounds = psprintf("after %s", mr_format_key(key_to_text(run, run->cursor), run->m->nkeys));
+	else if (run->m->cursor)
+		/* the run's setup failed before it read the catalog's cursor */
+		bounds = psprintf("after %s", mr_format_key(run->m->cursor, run->m->nkeys));
 	else
 		bounds = pstrdup("from the first key");
 	error = psprintf("%s (SQLSTATE %s) in batch " INT64_FORMAT " (keys %s, batch size %d)",
@@ -1107,6 +1121,12 @@ setup_step(MigrationRun *run, void *result)
 	CatalogAccess access;
 	char	   *sql;
 
+	/* preparing the plans locks the relation: do not wait for it forever */
+	set_local_guc("lock_timeout", psprintf("%d", run->lock_timeout_ms));
+	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(m->owner)))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("owner role with OID %u no longer exists", m->owner)));
 	if (get_rel_name(m->relid) == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
@@ -1208,8 +1228,24 @@ run_begin(MigrationRun *run, int64 migration_id)
 	MemoryContextSwitchTo(old);
 
 	SPI_connect();
-	edata = run_guarded(run, setup_step, &completed);
+	for (;;)
+	{
+		edata = run_guarded(run, setup_step, &completed);
+		if (edata == NULL || !is_transient(edata->sqlerrcode) ||
+			run->attempts >= run->max_retries)
+			break;
+
+		/*
+		 * The relation is locked by someone else right now (the plans need
+		 * a lock on it): wait and try again, as a batch would.
+		 */
+		run->attempts++;
+		FreeErrorData(edata);
+		runner_sleep(retry_backoff_ms(run->attempts));
+	}
 	SPI_finish();
+	if (edata == NULL)
+		run->attempts = 0;
 
 	if (edata != NULL)
 	{
@@ -1252,16 +1288,6 @@ forget_runner_pid(MigrationRun *run)
 							 run->catalog, run->m->id, MyProcPid),
 					0, NULL, NULL, SPI_OK_UPDATE);
 	PopActiveSnapshot();
-}
-
-/* exponential backoff with jitter: 100 ms, 200 ms, ... up to 10 s, +-50% */
-static long
-retry_backoff_ms(int attempt)
-{
-	long		base = 100L << Min(attempt - 1, 7);
-
-	base = Min(base, 10000L);
-	return base / 2 + random() % (base + 1);
 }
 
 /*

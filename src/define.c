@@ -330,10 +330,29 @@ collect_params_walker(Node *node, Bitmapset **params)
 	return expression_tree_walker(node, collect_params_walker, (void *) params);
 }
 
+typedef struct ActionContext
+{
+	const char *name;
+	const char *action;
+} ActionContext;
+
+/*
+ * A syntax error's position is in the action, not in the caller's query:
+ * report it as an internal query, as SPI does for the errors it raises.
+ */
 static void
 action_error_context(void *arg)
 {
-	errcontext("action of migration \"%s\"", (const char *) arg);
+	ActionContext *ctx = (ActionContext *) arg;
+	int			position = geterrposition();
+
+	if (position > 0)
+	{
+		errposition(0);
+		internalerrposition(position);
+		internalerrquery(ctx->action);
+	}
+	errcontext("action of migration \"%s\"", ctx->name);
 }
 
 /*
@@ -351,11 +370,14 @@ check_action(const char *name, const char *action, Migration *m)
 	Bitmapset  *used = NULL;
 	ListCell   *lc;
 	ErrorContextCallback errcallback;
+	ActionContext ctx;
 	int			nparams = 2 * m->nkeys;
 	int			i;
 
+	ctx.name = name;
+	ctx.action = action;
 	errcallback.callback = action_error_context;
-	errcallback.arg = (void *) name;
+	errcallback.arg = (void *) &ctx;
 	errcallback.previous = error_context_stack;
 	error_context_stack = &errcallback;
 
@@ -407,13 +429,14 @@ interval_arg_ms(FunctionCallInfo fcinfo, int argno, const char *argname,
 				int64 max_ms)
 {
 	Interval   *iv;
-	int64		ms;
+	double		ms;
 
 	if (PG_ARGISNULL(argno))
 		return -1;
 	iv = PG_GETARG_INTERVAL_P(argno);
-	ms = (iv->time + (iv->day * (int64) USECS_PER_DAY) +
-		  (iv->month * (int64) DAYS_PER_MONTH * USECS_PER_DAY)) / 1000;
+	/* in double, so that a huge interval cannot wrap around into range */
+	ms = (iv->time + iv->day * (double) USECS_PER_DAY +
+		  iv->month * (double) DAYS_PER_MONTH * USECS_PER_DAY) / 1000.0;
 	if (ms < 0 || ms > max_ms)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -593,6 +616,8 @@ mr_define_migration(FunctionCallInfo fcinfo)
 	existing = mr_migration_by_name(m->name, false);
 	if (existing == NULL)
 		elog(ERROR, "migration \"%s\" vanished while being defined", m->name);
+	/* defining it again is using it: only for roles with its owner's rights */
+	mr_check_ownership(existing);
 	difference = definition_difference(existing, m);
 	if (difference != NULL)
 		ereport(ERROR,

@@ -130,43 +130,39 @@ sub mig_scalar
 	return $node->safe_psql('postgres', $sql, @extra);
 }
 
-# Run $sql until it prints something non-empty (and no error); return that.
-# Returns undef (and prints a diagnostic) at the deadline.
-sub poll_value
+# Run $sql until $accept->($stdout) holds (and the query had no error);
+# returns that stdout, or undef (with a diagnostic) at the deadline.
+sub poll_query
 {
-	my ($node, $sql, $secs) = @_;
+	my ($node, $sql, $accept, $secs, $what) = @_;
 	$secs //= $WAIT_SECS;
 	my $deadline = time() + $secs;
 	my ($ret, $out, $err);
 	while (1)
 	{
 		($ret, $out, $err) = $node->psql('postgres', $sql);
-		return $out if $ret == 0 && defined $out && $out ne '' && $err eq '';
+		return $out if $ret == 0 && defined $out && $err eq '' && $accept->($out);
 		last if time() > $deadline;
 		usleep(50_000);
 	}
-	diag("poll_value timed out after ${secs}s: $sql\nlast stdout: "
+	diag("$what timed out after ${secs}s: $sql\nlast stdout: "
 		  . ($out // '') . "\nlast stderr: " . ($err // ''));
 	return undef;
+}
+
+# Run $sql until it prints something non-empty (and no error); return that.
+# Returns undef (and prints a diagnostic) at the deadline.
+sub poll_value
+{
+	my ($node, $sql, $secs) = @_;
+	return poll_query($node, $sql, sub { $_[0] ne '' }, $secs, 'poll_value');
 }
 
 # Run $sql until it prints 't'; true if it did before the deadline.
 sub poll_true
 {
 	my ($node, $sql, $secs) = @_;
-	$secs //= $WAIT_SECS;
-	my $deadline = time() + $secs;
-	my ($ret, $out, $err);
-	while (1)
-	{
-		($ret, $out, $err) = $node->psql('postgres', $sql);
-		return 1 if $ret == 0 && defined $out && $out eq 't';
-		last if time() > $deadline;
-		usleep(50_000);
-	}
-	diag("poll_true timed out after ${secs}s: $sql\nlast stdout: "
-		  . ($out // '') . "\nlast stderr: " . ($err // ''));
-	return 0;
+	return defined(poll_query($node, $sql, sub { $_[0] eq 't' }, $secs, 'poll_true')) ? 1 : 0;
 }
 
 # SQL printing the pid of the connected background worker that the catalog
