@@ -11,7 +11,7 @@
 #   --no-build  use the migration_runner already installed (no make install)
 #
 # Environment: BENCH_BATCHES (default "1000 10000"), BENCH_METHODS (default
-# "a b c d e"), BENCH_LATENCY_RUNS (default 20), BENCH_RSS=0 turns off the
+# "a b c d e f"), BENCH_LATENCY_RUNS (default 20), BENCH_RSS=0 turns off the
 # sampling of the worker's memory, BENCH_KEEP=1 keeps the temporary directory
 # (cluster and server log).
 #
@@ -22,12 +22,15 @@
 #   users(id bigint PRIMARY KEY, email text NOT NULL, inserted_at timestamptz
 #         NOT NULL, created_at timestamptz, updated_at timestamptz)
 #
-# (set created_at and updated_at from inserted_at) done five ways:
+# (set created_at and updated_at from inserted_at) done six ways:
 #   (a) one UPDATE statement;
 #   (b) a PL/pgSQL keyset loop in a procedure, COMMIT per batch;
 #   (c) the same with synchronous_commit = off;
 #   (d) CALL mig_run() (the extension's batch engine in the session);
-#   (e) the background worker: mig_start() then mig_wait().
+#   (e) the background worker: mig_start(), then mig_wait(name, '1 s') in a
+#       DO loop that commits between the waits;
+#   (f) the same, waited for by a single mig_wait(name), whose snapshot holds
+#       back VACUUM for the whole run (the cost the README warns about).
 # Before each method the table is rebuilt identically from a template, then
 # VACUUM ANALYZE and CHECKPOINT, so every method starts from the same state.
 # Every run is verified afterwards (no row left with created_at NULL or
@@ -65,7 +68,7 @@ if [ ${#SIZES[@]} -eq 0 ]; then
 fi
 read -r -a BATCHES <<< "${BENCH_BATCHES:-1000 10000}"
 LATENCY_RUNS="${BENCH_LATENCY_RUNS:-20}"
-METHODS=" ${BENCH_METHODS:-a b c d e} "
+METHODS=" ${BENCH_METHODS:-a b c d e f} "
 RSS="${BENCH_RSS:-1}"
 want() { [[ "$METHODS" == *" $1 "* ]]; }
 
@@ -328,6 +331,18 @@ verify() {    # $1 = rows, $2 = migration name or ''
 
 record() { printf '%s\t%s\t%s\t%s\t%s\n' "$@" >> "$RESULTS"; }
 
+# The statement that waits for the worker: (e) waits in 1 s slices that
+# commit in between, as the README recommends; (f) is one mig_wait() for the
+# whole run, whose snapshot keeps VACUUM (and HOT pruning of the catalog
+# row) from cleaning up while it waits.
+wait_sql() {
+	if [ "$1" = f ]; then
+		echo "SELECT mig_wait('$2');"
+	else
+		echo "DO \$w\$ BEGIN WHILE mig_wait('$2', '1 s') = 'running' LOOP COMMIT; END LOOP; END \$w\$;"
+	fi
+}
+
 # Runs a method; $1 size, $2 method key, $3 batch, $4 migration name or '',
 # $5 setup lines, $6 timed lines.
 run_method() {
@@ -422,7 +437,7 @@ for size in "${SIZES[@]}"; do
 	done
 
 	for batch in "${BATCHES[@]}"; do
-		for key in d e; do
+		for key in d e f; do
 			if ! want "$key"; then continue; fi
 			if [ "$EXT_OK" != 1 ]; then
 				record "$size" "$key" "$batch" "-" "SKIP"
@@ -454,11 +469,11 @@ for size in "${SIZES[@]}"; do
 					) &
 					POLLER_PID=$!
 				fi
-				run_method "$size" e "$batch" "$name" \
+				run_method "$size" "$key" "$batch" "$name" \
 					"SELECT mig_define('$name', 'users', \$act\$$ACTION\$act\$, batch_size => $batch);
 \\! touch $WORK/go.$name" \
 					"SELECT mig_start('$name');
-DO \$w\$ BEGIN WHILE mig_wait('$name', '1 s') = 'running' LOOP COMMIT; END LOOP; END \$w\$;
+$(wait_sql "$key" "$name")
 SELECT status AS st FROM migrations WHERE name = '$name' \\gset
 \\echo OUT :st"
 				touch "$WORK/stop.$name"
@@ -524,14 +539,15 @@ echo "migration_runner benchmark  ($(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) co
 echo "settings for every method: shared_buffers=1GB max_wal_size=4GB checkpoint_timeout=30min wal_buffers=16MB work_mem=64MB, fsync/full_page_writes on, autovacuum off for users"
 echo "migration_runner.synchronous_commit=$SYNC_GUC  migration_runner.history_size=$HIST_GUC"
 echo "methods: (a) one UPDATE   (b) PL/pgSQL keyset loop, COMMIT per batch   (c) (b) with synchronous_commit=off"
-echo "         (d) CALL mig_run()   (e) worker: mig_start() .. mig_wait()"
+echo "         (d) CALL mig_run()   (e) worker: mig_start(), then mig_wait(name, '1 s') in a loop that commits"
+echo "         (f) worker: mig_start(), then one mig_wait(name) (holds a snapshot for the whole run)"
 echo "ratio: seconds of (a) / seconds of the method, same size (>1 = faster than one UPDATE)"
 echo
 awk -F'\t' '
 	{ size[NR]=$1; m[NR]=$2; b[NR]=$3; s[NR]=$4; st[NR]=$5; if ($2=="a" && $5=="OK") base[$1]=$4 }
 	END {
 		name["a"]="(a) single UPDATE"; name["b"]="(b) plpgsql keyset"; name["c"]="(c) plpgsql, sync_commit=off"
-		name["d"]="(d) CALL mig_run"; name["e"]="(e) worker mig_start/wait"
+		name["d"]="(d) CALL mig_run"; name["e"]="(e) worker, wait in slices"; name["f"]="(f) worker, one mig_wait"
 		printf "%-9s  %-29s %6s %9s %10s %8s  %s\n", "size", "method", "batch", "seconds", "rows/s", "ratio", "check"
 		for (i=1; i<=NR; i++) {
 			if (s[i] == "-" || s[i] == "") { secs="-"; rate="-"; ratio="-" }
