@@ -21,6 +21,7 @@ CREATE TABLE migrations (
 
 	/* definition of a managed migration (all NULL for application-driven) */
 	relation			regclass,
+	relation_name		text,			-- its qualified name when defined
 	key_columns			name[],
 	key_types			regtype[],
 	action				text,

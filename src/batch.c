@@ -619,11 +619,11 @@ check_relation_unchanged(MigrationRun *run)
 										  relname), run->relname) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("relation %s of migration \"%s\" was renamed or moved",
-						run->relname, m->name),
-				 errdetail("It is now called %s.",
-						   quote_qualified_identifier(get_namespace_name(get_rel_namespace(m->relid)),
-													  relname))));
+				 errmsg("relation %s of migration \"%s\" was renamed or moved to %s",
+						run->relname, m->name,
+						quote_qualified_identifier(get_namespace_name(get_rel_namespace(m->relid)),
+												   relname)),
+				 errhint("Rename it back, or define a new version of the migration.")));
 	for (i = 0; i < m->nkeys; i++)
 	{
 		AttrNumber	attnum = get_attnum(m->relid, m->key_names[i]);
@@ -1131,8 +1131,14 @@ setup_step(MigrationRun *run, void *result)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
 				 errmsg("relation of migration \"%s\" no longer exists", m->name)));
-	run->relname = quote_qualified_identifier(get_namespace_name(get_rel_namespace(m->relid)),
-											  get_rel_name(m->relid));
+	/*
+	 * Compare with the name at define time: the action names the table, so
+	 * a table renamed away and another created under its name would have
+	 * the keys walked on one and the action run on the other.
+	 */
+	run->relname = m->relation_name ? m->relation_name :
+		quote_qualified_identifier(get_namespace_name(get_rel_namespace(m->relid)),
+								   get_rel_name(m->relid));
 	check_relation_unchanged(run);
 	setup_key_io(run);
 	if (m->cursor)

@@ -46,7 +46,7 @@
 	"coalesce((extract(epoch FROM statement_timeout) * 1000)::int4, -1), " \
 	"coalesce(max_retries, -1), " \
 	"coalesce((extract(epoch FROM target_batch_time) * 1000)::int4, -1), " \
-	"cursor, high_water, batches, error"
+	"cursor, high_water, batches, error, relation_name"
 
 /*
  * The extension's OID, schema and owner, looked up in pg_extension once per
@@ -325,6 +325,7 @@ mr_read_migration(HeapTuple tuple, TupleDesc desc, MemoryContext cxt)
 	m->high_water = isnull ? NULL : mr_text_array_to_cstrings(d, &n);
 	m->batches = mr_getint(tuple, desc, 20);
 	m->error = mr_getstring(tuple, desc, 21);
+	m->relation_name = mr_getstring(tuple, desc, 22);
 
 	MemoryContextSwitchTo(old);
 	return m;

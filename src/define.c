@@ -535,9 +535,9 @@ ms_literal(int ms)
 static int64
 insert_definition(Migration *m)
 {
-	Oid			argtypes[8] = {TEXTOID, OIDOID, OIDOID, TEXTARRAYOID,
-	OIDARRAYOID, TEXTOID, TEXTOID, INT4OID};
-	Datum		args[8];
+	Oid			argtypes[9] = {TEXTOID, OIDOID, OIDOID, TEXTARRAYOID,
+	OIDARRAYOID, TEXTOID, TEXTOID, INT4OID, TEXTOID};
+	Datum		args[9];
 	Datum		names[MR_MAX_KEY_COLUMNS];
 	Datum		types[MR_MAX_KEY_COLUMNS];
 	char	   *sql;
@@ -558,19 +558,22 @@ insert_definition(Migration *m)
 	args[5] = CStringGetTextDatum(m->action);
 	args[6] = CStringGetTextDatum(m->search_path);
 	args[7] = Int32GetDatum(m->batch_size);
+	args[8] = CStringGetTextDatum(quote_qualified_identifier(get_namespace_name(get_rel_namespace(m->relid)),
+															 get_rel_name(m->relid)));
 
 	sql = psprintf("INSERT INTO %s (name, status, owner, relation, key_columns, "
 				   "key_types, action, search_path, batch_size, batch_delay, "
-				   "lock_timeout, statement_timeout, max_retries, target_batch_time) "
+				   "lock_timeout, statement_timeout, max_retries, target_batch_time, "
+				   "relation_name) "
 				   "VALUES ($1, 'pending', $2::regrole, $3::regclass, $4::name[], "
-				   "$5::regtype[], $6, $7, $8, %s, %s, %s, %s, %s) "
+				   "$5::regtype[], $6, $7, $8, %s, %s, %s, %s, %s, $9) "
 				   "ON CONFLICT (name) DO NOTHING RETURNING id",
 				   mr_catalog_table("migrations"),
 				   ms_literal(m->batch_delay_ms), ms_literal(m->lock_timeout_ms),
 				   ms_literal(m->statement_timeout_ms),
 				   m->max_retries < 0 ? "NULL" : psprintf("%d", m->max_retries),
 				   ms_literal(m->target_batch_ms));
-	return mr_catalog_insert_returning_id(sql, 8, argtypes, args);
+	return mr_catalog_insert_returning_id(sql, 9, argtypes, args);
 }
 
 int64

@@ -50,6 +50,7 @@ typedef struct Migration
 
 	/* managed migrations only: relid is InvalidOid for application-driven */
 	Oid			relid;
+	char	   *relation_name;	/* quoted qualified name when defined */
 	int			nkeys;
 	char	   *key_names[MR_MAX_KEY_COLUMNS];
 	Oid			key_types[MR_MAX_KEY_COLUMNS];

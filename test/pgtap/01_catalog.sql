@@ -2,7 +2,7 @@
 -- types, NOT NULLs, defaults, keys, CHECK constraints and indexes, the
 -- status view, and the extension's membership and dump configuration.
 BEGIN;
-SELECT plan(193);
+SELECT plan(195);
 
 SET LOCAL search_path = public;
 
@@ -11,7 +11,7 @@ SET LOCAL search_path = public;
 SELECT has_table('migrations');
 SELECT columns_are('migrations', ARRAY[
 	'id', 'name', 'status', 'started_at', 'completed_at', 'error', 'processed',
-	'owner', 'relation', 'key_columns', 'key_types', 'action', 'search_path',
+	'owner', 'relation', 'relation_name', 'key_columns', 'key_types', 'action', 'search_path',
 	'batch_size', 'batch_delay', 'lock_timeout', 'statement_timeout',
 	'max_retries', 'target_batch_time', 'cursor', 'high_water', 'scanned',
 	'batches', 'current_batch_size', 'retries', 'throttled', 'worker_pid',
@@ -44,6 +44,7 @@ SELECT col_type_is('migrations', col, typ)
 	('completed_at', 'timestamp with time zone'),
 	('error', 'text'),
 	('relation', 'regclass'),
+	('relation_name', 'text'),
 	('key_columns', 'name[]'),
 	('key_types', 'regtype[]'),
 	('action', 'text'),
@@ -62,7 +63,7 @@ SELECT col_type_is('migrations', col, typ)
 	('last_batch_at', 'timestamp with time zone'),
 	('last_batch_ms', 'double precision')) AS c(col, typ);
 SELECT col_is_null('migrations', col)
-  FROM unnest(ARRAY['started_at', 'completed_at', 'error', 'relation', 'key_columns',
+  FROM unnest(ARRAY['started_at', 'completed_at', 'error', 'relation', 'relation_name', 'key_columns',
 					'key_types', 'action', 'search_path', 'batch_size', 'batch_delay',
 					'lock_timeout', 'statement_timeout', 'max_retries',
 					'target_batch_time', 'cursor', 'high_water', 'current_batch_size',
