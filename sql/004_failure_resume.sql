@@ -52,7 +52,8 @@ SELECT error FROM migrations WHERE name = 'items_val_v1';
 SELECT mig_has_run('items_val_v1') AS has_run;
 SELECT mig_wait('items_val_v1') AS waited;
 
--- batches 1 and 2 are committed; batch 3 was rolled back entirely
+-- batches 1 and 2 are committed; batch 3 was rolled back entirely: the
+-- history keeps it with its keys, no rows and the error
 SELECT batch, first_key, last_key, keys, rows, b.error
   FROM migration_batches b JOIN migrations m ON m.id = b.migration_id
  WHERE m.name = 'items_val_v1' ORDER BY batch;
@@ -87,7 +88,7 @@ SELECT mig_start('items_val_v1');
 
 -- ---------------------------------------------------------------------------
 -- a CHECK violation in batch 1 of a two-column key: nothing is committed, the
--- error says the batch started from the first key.  CALL mig_run resumes a
+-- error names the batch's keys.  CALL mig_run resumes a
 -- failed migration directly, too.
 CREATE TABLE lines (
 	order_id	int NOT NULL,

@@ -88,6 +88,10 @@ struct MigrationRun
 	Datum		cursor[MR_MAX_KEY_COLUMNS];
 	const char *batch_keys;		/* "(21) to (30)" once the batch has its
 								 * bounds, in batchcxt; else NULL */
+	TimestampTz batch_started_at;	/* of the batch under way, or 0 */
+	int			batch_nkeys;	/* keys it found */
+	Datum		batch_first_key;	/* its bounds as text[] in batchcxt, or 0 */
+	Datum		batch_last_key;
 	Datum		high_water[MR_MAX_KEY_COLUMNS];
 
 	/* effective options: per-migration value, or the GUC */
@@ -843,6 +847,9 @@ batch_body(MigrationRun *run)
 	memset(&stats, 0, sizeof(stats));
 	stats.started_at = GetCurrentTimestamp();
 	run->batch_keys = NULL;
+	run->batch_started_at = stats.started_at;
+	run->batch_nkeys = 0;
+	run->batch_first_key = run->batch_last_key = (Datum) 0;
 
 	status = lock_row_status(run);
 	if (status == NULL || strcmp(status, MR_STATUS_RUNNING) != 0)
@@ -875,6 +882,9 @@ batch_body(MigrationRun *run)
 		run->batch_keys = psprintf("%s to %s",
 								   mr_format_key(key_to_text(run, first), m->nkeys),
 								   mr_format_key(key_to_text(run, last), m->nkeys));
+		run->batch_nkeys = stats.keys;
+		run->batch_first_key = key_text_array(run, first);
+		run->batch_last_key = key_text_array(run, last);
 		MemoryContextSwitchTo(old);
 		pgstat_report_activity(STATE_RUNNING,
 							   psprintf("migration %s: batch " INT64_FORMAT " %s",
@@ -929,6 +939,50 @@ is_transient(int sqlerrcode)
 }
 
 /*
+ * Keep a failed batch in the history with its error: its bounds if it got
+ * that far, no rows (they were rolled back).  A later successful run of the
+ * same batch number replaces the row.
+ */
+static void
+record_failed_batch(MigrationRun *run, const char *error)
+{
+	CatalogAccess access;
+	int64		batch = run->m->batches + 1;
+	Datum		args[12];
+	char		nulls[12];
+
+	if (run->history_insert == NULL || run->batch_started_at == 0 ||
+		mr_history_size <= 0)
+		return;
+	memset(nulls, ' ', sizeof(nulls));
+	args[0] = Int64GetDatum(run->m->id);
+	args[1] = Int64GetDatum(batch);
+	args[2] = run->batch_first_key;
+	args[3] = run->batch_last_key;
+	if (run->batch_first_key == (Datum) 0)
+		nulls[2] = nulls[3] = 'n';
+	args[4] = Int32GetDatum(run->batch_nkeys);
+	args[5] = Int64GetDatum(0);
+	args[6] = TimestampTzGetDatum(run->batch_started_at);
+	args[7] = Float8GetDatum((GetCurrentTimestamp() - run->batch_started_at) / 1000.0);
+	args[8] = Float8GetDatum(0.0);
+	args[9] = Float8GetDatum(0.0);
+	args[10] = Int32GetDatum(run->attempts + 1);
+	args[11] = CStringGetTextDatum(error);
+
+	mr_catalog_enter(&access);
+	if (SPI_execute_plan(run->history_insert, args, nulls, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not record the failed batch");
+	if (batch > mr_history_size)
+	{
+		args[1] = Int64GetDatum(batch - mr_history_size);
+		if (SPI_execute_plan(run->history_prune, args, NULL, false, 0) != SPI_OK_DELETE)
+			elog(ERROR, "could not prune batch history");
+	}
+	mr_catalog_leave(&access);
+}
+
+/*
  * After the batch's subtransaction rolled back: record a failure in the
  * still-open top-level transaction.
  */
@@ -958,6 +1012,7 @@ record_failure(MigrationRun *run, ErrorData *edata)
 	extra = psprintf("error = %s, worker_pid = NULL, throttled = NULL",
 					 quote_literal_cstr(error));
 	mr_set_status(run->m, MR_STATUS_FAILED, extra);
+	record_failed_batch(run, error);
 }
 
 static void

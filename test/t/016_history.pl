@@ -94,8 +94,15 @@ my ($ret, $out, $err) = $node->psql('postgres',
 	"SET migration_runner.history_size = 12; CALL mig_run('hist_shrink_v1')");
 isnt($ret, 0, 'the first run fails at key 205');
 is(mig_row($node, 'hist_shrink_v1', 'status')->{status}, 'failed', 'failed');
-is(history_of('hist_shrink_v1'), '20|12|9|20',
-	'history_size 12: batches 9..20 kept after the first run');
+is(history_of('hist_shrink_v1'), '20|12|10|21',
+	'history_size 12: batches 10..21 kept after the first run (21 the failed one)');
+is( $node->safe_psql('postgres', q{
+		SELECT b.first_key::text || b.last_key::text || b.keys || '/' || b.rows || '/' || b.attempts || '/'
+			   || (b.error LIKE 'failing once at key 205 (SQLSTATE P0001) in batch 21 %')
+		  FROM migration_batches b JOIN migrations m ON m.id = b.migration_id
+		 WHERE m.name = 'hist_shrink_v1' AND b.batch = 21}),
+	'{201}{210}10/0/1/true',
+	'the failed batch is kept with its keys, no rows and its error');
 ($ret, $out, $err) = $node->psql('postgres',
 	"SET migration_runner.history_size = 3; CALL mig_run('hist_shrink_v1')");
 is($ret, 0, 'the second run succeeds') or diag($err);
