@@ -460,7 +460,7 @@ read_options(FunctionCallInfo fcinfo, Migration *m)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("target_batch_time must be positive"),
-				 errhint("Pass NULL to keep the batch size fixed.")));
+				 errhint("Omit it or pass NULL to use migration_runner.target_batch_time, which is 0 (a fixed batch size) by default.")));
 	m->max_retries = -1;
 	if (!PG_ARGISNULL(ARG_MAX_RETRIES))
 	{

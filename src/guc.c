@@ -170,7 +170,7 @@ mr_define_gucs(void)
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("migration_runner.max_replica_lag",
-							"Pause batches while a standby's replay lag exceeds this (0 disables).",
+							"Pause batches while a standby lags by more than this: the largest of its write, flush and replay lag (0 disables).",
 							NULL,
 							&mr_max_replica_lag_ms,
 							0, 0, INT_MAX,
