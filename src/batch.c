@@ -40,6 +40,7 @@
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "portability/instr_time.h"
+#include "storage/itemptr.h"
 #include "storage/latch.h"
 #include "storage/lmgr.h"
 #include "storage/lock.h"
@@ -86,6 +87,16 @@ struct MigrationRun
 
 	bool		has_cursor;
 	Datum		cursor[MR_MAX_KEY_COLUMNS];
+
+	/*
+	 * Where this runner last found its catalog row.  Every batch updates the
+	 * row; while some session holds an old snapshot (a long mig_wait, a
+	 * pg_dump) none of the old versions can be pruned, and a lookup through
+	 * the index would walk all of them.  Going straight to the version we
+	 * wrote keeps a batch's bookkeeping constant.
+	 */
+	ItemPointerData row_tid;
+	bool		row_tid_valid;
 	const char *batch_keys;		/* "(21) to (30)" once the batch has its
 								 * bounds, in batchcxt; else NULL */
 	TimestampTz batch_started_at;	/* of the batch under way, or 0 */
@@ -108,6 +119,8 @@ struct MigrationRun
 	SPIPlanPtr	bounds_next;
 	SPIPlanPtr	action;
 	SPIPlanPtr	lock_row;
+	SPIPlanPtr	lock_row_at;
+	SPIPlanPtr	progress_at;
 	SPIPlanPtr	progress;
 	SPIPlanPtr	history_insert;
 	SPIPlanPtr	history_prune;
@@ -399,7 +412,10 @@ prepare_run_plans(MigrationRun *run)
 	Migration  *m = run->m;
 	Oid			types[2 * MR_MAX_KEY_COLUMNS];
 	Oid			progress_types[] = {INT8OID, INT8OID, INT4OID, TEXTARRAYOID,
-		BOOLOID, FLOAT8OID, FLOAT8OID, FLOAT8OID, FLOAT8OID, FLOAT8OID, INT4OID};
+		BOOLOID, FLOAT8OID, FLOAT8OID, FLOAT8OID, FLOAT8OID, FLOAT8OID, INT4OID,
+	TIDOID};
+	Oid			lock_at_types[] = {INT8OID, TIDOID};
+	char	   *progress;
 	Oid			history_types[] = {INT8OID, INT8OID, TEXTARRAYOID, TEXTARRAYOID,
 		INT4OID, INT8OID, TIMESTAMPTZOID, FLOAT8OID, FLOAT8OID, FLOAT8OID, INT4OID,
 	TEXTOID};
@@ -418,24 +434,33 @@ prepare_run_plans(MigrationRun *run)
 
 	/* catalog plans are analyzed with the path they run with */
 	mr_catalog_enter(&access);
-	run->lock_row = prepare_kept(psprintf("SELECT status FROM %s WHERE id = $1 "
+	run->lock_row = prepare_kept(psprintf("SELECT status, ctid FROM %s WHERE id = $1 "
 										  "FOR NO KEY UPDATE", run->catalog),
 								 1, &id_type);
+	/* a version updated since is not found: the caller falls back */
+	run->lock_row_at = prepare_kept(psprintf("SELECT status, ctid FROM %s "
+											 "WHERE ctid = $2 AND id = $1 "
+											 "FOR NO KEY UPDATE", run->catalog),
+									lengthof(lock_at_types), lock_at_types);
 
 	/*
-	 * One UPDATE per batch, touching no indexed column: a HOT update.
+	 * One UPDATE per batch, touching no indexed column: a HOT update.  It
+	 * finds the row by the ctid lock_row_status just locked.
 	 */
-	run->progress = prepare_kept(psprintf(
-										  "UPDATE %s SET processed = processed + $2, scanned = scanned + $3, "
-										  "batches = batches + sign($3)::int, cursor = $4, "
-										  "status = CASE WHEN $5 THEN 'completed' ELSE status END, "
-										  "completed_at = CASE WHEN $5 THEN now() END, "
-										  "worker_pid = CASE WHEN $5 THEN NULL ELSE worker_pid END, "
-										  "last_batch_at = now(), last_batch_ms = $6, "
-										  "bounds_ms = bounds_ms + $7, action_ms = action_ms + $8, "
-										  "bookkeeping_ms = bookkeeping_ms + $9, commit_ms = commit_ms + $10, "
-										  "current_batch_size = $11, throttled = NULL "
-										  "WHERE id = $1", run->catalog),
+	progress = psprintf("UPDATE %s SET processed = processed + $2, scanned = scanned + $3, "
+						"batches = batches + sign($3)::int, cursor = $4, "
+						"status = CASE WHEN $5 THEN 'completed' ELSE status END, "
+						"completed_at = CASE WHEN $5 THEN now() END, "
+						"worker_pid = CASE WHEN $5 THEN NULL ELSE worker_pid END, "
+						"last_batch_at = now(), last_batch_ms = $6, "
+						"bounds_ms = bounds_ms + $7, action_ms = action_ms + $8, "
+						"bookkeeping_ms = bookkeeping_ms + $9, commit_ms = commit_ms + $10, "
+						"current_batch_size = $11, throttled = NULL ", run->catalog);
+	run->progress_at = prepare_kept(psprintf("%s WHERE ctid = $12 AND id = $1 RETURNING ctid",
+											 progress),
+									lengthof(progress_types), progress_types);
+	/* when the action itself wrote the row, the locked version is gone */
+	run->progress = prepare_kept(psprintf("%s WHERE id = $1 RETURNING ctid", progress),
 								 lengthof(progress_types), progress_types);
 
 	run->history_insert = prepare_kept(psprintf(
@@ -672,16 +697,29 @@ static char *
 lock_row_status(MigrationRun *run)
 {
 	CatalogAccess access;
-	Datum		id = Int64GetDatum(run->m->id);
+	Datum		args[2] = {Int64GetDatum(run->m->id), ItemPointerGetDatum(&run->row_tid)};
 	bool		isnull;
 	char	   *status = NULL;
 
 	mr_catalog_enter(&access);
-	if (SPI_execute_plan(run->lock_row, &id, NULL, false, 1) != SPI_OK_SELECT)
+	SPI_processed = 0;
+	if (run->row_tid_valid &&
+		SPI_execute_plan(run->lock_row_at, args, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not lock migration row");
+	if (SPI_processed == 0 &&
+		SPI_execute_plan(run->lock_row, args, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not lock migration row");
+	run->row_tid_valid = false;
 	if (SPI_processed == 1)
+	{
 		status = TextDatumGetCString(SPI_getbinval(SPI_tuptable->vals[0],
 												   SPI_tuptable->tupdesc, 1, &isnull));
+		ItemPointerCopy(DatumGetItemPointer(SPI_getbinval(SPI_tuptable->vals[0],
+														  SPI_tuptable->tupdesc, 2,
+														  &isnull)),
+						&run->row_tid);
+		run->row_tid_valid = true;
+	}
 	mr_catalog_leave(&access);
 	return status;
 }
@@ -763,6 +801,7 @@ record_progress(MigrationRun *run, BatchStats *stats, Datum *first, Datum *last,
 	Datum		last_key = stats->keys > 0 ? key_text_array(run, last) : (Datum) 0;
 	char		nulls[12];
 	int64		batch = run->m->batches + 1;
+	bool		isnull;
 
 	INSTR_TIME_SET_CURRENT(start);
 	mr_catalog_enter(&access);
@@ -785,8 +824,20 @@ record_progress(MigrationRun *run, BatchStats *stats, Datum *first, Datum *last,
 	args[8] = Float8GetDatum(run->carry_bookkeeping_ms);
 	args[9] = Float8GetDatum(run->carry_commit_ms);
 	args[10] = Int32GetDatum(run->batch_size);
-	if (SPI_execute_plan(run->progress, args, nulls, false, 0) != SPI_OK_UPDATE)
+	args[11] = ItemPointerGetDatum(&run->row_tid);
+	if (!run->row_tid_valid ||
+		SPI_execute_plan(run->progress_at, args, nulls, false, 0) != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "could not record batch progress");
+	if (SPI_processed == 0 &&
+		SPI_execute_plan(run->progress, args, nulls, false, 0) != SPI_OK_UPDATE_RETURNING)
+		elog(ERROR, "could not record batch progress");
+	if (SPI_processed != 1)
+		elog(ERROR, "could not record batch progress");
+	/* the next batch locks the version written here */
+	ItemPointerCopy(DatumGetItemPointer(SPI_getbinval(SPI_tuptable->vals[0],
+													  SPI_tuptable->tupdesc, 1,
+													  &isnull)),
+					&run->row_tid);
 
 	if (stats->keys > 0 && mr_history_size > 0)
 	{
@@ -1328,7 +1379,8 @@ static void
 run_free(MigrationRun *run)
 {
 	SPIPlanPtr	plans[] = {run->bounds_first, run->bounds_next, run->action,
-		run->lock_row, run->progress, run->history_insert, run->history_prune};
+		run->lock_row, run->lock_row_at, run->progress, run->progress_at,
+	run->history_insert, run->history_prune};
 	int			i;
 
 	for (i = 0; i < lengthof(plans); i++)

@@ -55,4 +55,10 @@
 #define mr_raw_parser(str) raw_parser(str)
 #endif
 
+/* 16 added the Datum conversions of ItemPointer (tid) to itemptr.h */
+#if PG_VERSION_NUM < 160000
+#define DatumGetItemPointer(X) ((ItemPointer) DatumGetPointer(X))
+#define ItemPointerGetDatum(X) PointerGetDatum(X)
+#endif
+
 #endif							/* MIGRATION_RUNNER_COMPAT_H */
