@@ -725,6 +725,24 @@ lock_row_status(MigrationRun *run)
 }
 
 /*
+ * Insert (or replace) one row of batch history from the history_insert
+ * arguments, then drop the row that falls out of the window.  Runs inside
+ * mr_catalog_enter; args[1] is overwritten.
+ */
+static void
+insert_history(MigrationRun *run, int64 batch, Datum *args, char *nulls)
+{
+	if (SPI_execute_plan(run->history_insert, args, nulls, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not record batch history");
+	if (batch > mr_history_size)
+	{
+		args[1] = Int64GetDatum(batch - mr_history_size);
+		if (SPI_execute_plan(run->history_prune, args, NULL, false, 0) != SPI_OK_DELETE)
+			elog(ERROR, "could not prune batch history");
+	}
+}
+
+/*
  * Run the bounds query as the owner; returns the number of keys found and
  * sets first/last.
  */
@@ -853,14 +871,7 @@ record_progress(MigrationRun *run, BatchStats *stats, Datum *first, Datum *last,
 		args[10] = Int32GetDatum(run->attempts + 1);
 		nulls[3] = ' ';
 		nulls[11] = 'n';
-		if (SPI_execute_plan(run->history_insert, args, nulls, false, 0) != SPI_OK_INSERT)
-			elog(ERROR, "could not record batch history");
-		if (batch > mr_history_size)
-		{
-			args[1] = Int64GetDatum(batch - mr_history_size);
-			if (SPI_execute_plan(run->history_prune, args, NULL, false, 0) != SPI_OK_DELETE)
-				elog(ERROR, "could not prune batch history");
-		}
+		insert_history(run, batch, args, nulls);
 	}
 	mr_catalog_leave(&access);
 
@@ -1022,14 +1033,7 @@ record_failed_batch(MigrationRun *run, const char *error)
 	args[11] = CStringGetTextDatum(error);
 
 	mr_catalog_enter(&access);
-	if (SPI_execute_plan(run->history_insert, args, nulls, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "could not record the failed batch");
-	if (batch > mr_history_size)
-	{
-		args[1] = Int64GetDatum(batch - mr_history_size);
-		if (SPI_execute_plan(run->history_prune, args, NULL, false, 0) != SPI_OK_DELETE)
-			elog(ERROR, "could not prune batch history");
-	}
+	insert_history(run, batch, args, nulls);
 	mr_catalog_leave(&access);
 }
 
