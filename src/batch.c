@@ -282,10 +282,10 @@ key_to_text(MigrationRun *run, Datum *key)
 	return text;
 }
 
+/* a key already in text form as a text[] Datum, as the catalog keeps it */
 static Datum
-key_text_array(MigrationRun *run, Datum *key)
+text_key_array(MigrationRun *run, char **text)
 {
-	char	  **text = key_to_text(run, key);
 	Datum	   *elems = palloc(sizeof(Datum) * run->m->nkeys);
 	int			i;
 
@@ -293,6 +293,12 @@ key_text_array(MigrationRun *run, Datum *key)
 		elems[i] = CStringGetTextDatum(text[i]);
 	return PointerGetDatum(construct_array(elems, run->m->nkeys, TEXTOID, -1,
 										   false, TYPALIGN_INT));
+}
+
+static Datum
+key_text_array(MigrationRun *run, Datum *key)
+{
+	return text_key_array(run, key_to_text(run, key));
 }
 
 /* copy a key out of an SPI tuple into the run's memory */
@@ -693,6 +699,35 @@ set_batch_gucs(MigrationRun *run)
 	set_local_guc("synchronous_commit", mr_synchronous_commit ? "on" : "off");
 }
 
+/*
+ * Run a statement on this migration's catalog row: plan_at finds the row by
+ * the ctid this runner last saw (row_tid, among args), plan_by_id by its id
+ * when that version is gone (updated by someone else, or never seen).  The
+ * statement returns the row's ctid in column ctid_col, which is remembered
+ * for the next one.  Returns the number of rows (0 or 1).
+ */
+static uint64
+exec_on_row(MigrationRun *run, SPIPlanPtr plan_at, SPIPlanPtr plan_by_id,
+			Datum *args, const char *nulls, int expected, int ctid_col)
+{
+	bool		isnull;
+
+	SPI_processed = 0;
+	if (run->row_tid_valid &&
+		SPI_execute_plan(plan_at, args, nulls, false, 1) != expected)
+		elog(ERROR, "could not access migration row");
+	if (SPI_processed == 0 &&
+		SPI_execute_plan(plan_by_id, args, nulls, false, 1) != expected)
+		elog(ERROR, "could not access migration row");
+	run->row_tid_valid = (SPI_processed == 1);
+	if (run->row_tid_valid)
+		ItemPointerCopy(DatumGetItemPointer(SPI_getbinval(SPI_tuptable->vals[0],
+														  SPI_tuptable->tupdesc,
+														  ctid_col, &isnull)),
+						&run->row_tid);
+	return SPI_processed;
+}
+
 static char *
 lock_row_status(MigrationRun *run)
 {
@@ -702,24 +737,10 @@ lock_row_status(MigrationRun *run)
 	char	   *status = NULL;
 
 	mr_catalog_enter(&access);
-	SPI_processed = 0;
-	if (run->row_tid_valid &&
-		SPI_execute_plan(run->lock_row_at, args, NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not lock migration row");
-	if (SPI_processed == 0 &&
-		SPI_execute_plan(run->lock_row, args, NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not lock migration row");
-	run->row_tid_valid = false;
-	if (SPI_processed == 1)
-	{
+	if (exec_on_row(run, run->lock_row_at, run->lock_row, args, NULL,
+					SPI_OK_SELECT, 2) == 1)
 		status = TextDatumGetCString(SPI_getbinval(SPI_tuptable->vals[0],
 												   SPI_tuptable->tupdesc, 1, &isnull));
-		ItemPointerCopy(DatumGetItemPointer(SPI_getbinval(SPI_tuptable->vals[0],
-														  SPI_tuptable->tupdesc, 2,
-														  &isnull)),
-						&run->row_tid);
-		run->row_tid_valid = true;
-	}
 	mr_catalog_leave(&access);
 	return status;
 }
@@ -810,16 +831,13 @@ typedef struct BatchStats
 } BatchStats;
 
 static void
-record_progress(MigrationRun *run, BatchStats *stats, Datum *first, Datum *last,
-				bool completed)
+record_progress(MigrationRun *run, BatchStats *stats, bool completed)
 {
 	CatalogAccess access;
 	instr_time	start;
 	Datum		args[12];
-	Datum		last_key = stats->keys > 0 ? key_text_array(run, last) : (Datum) 0;
 	char		nulls[12];
 	int64		batch = run->m->batches + 1;
-	bool		isnull;
 
 	INSTR_TIME_SET_CURRENT(start);
 	mr_catalog_enter(&access);
@@ -828,7 +846,7 @@ record_progress(MigrationRun *run, BatchStats *stats, Datum *first, Datum *last,
 	args[0] = Int64GetDatum(run->m->id);
 	args[1] = Int64GetDatum((int64) stats->rows);
 	args[2] = Int32GetDatum(stats->keys);
-	args[3] = last_key;
+	args[3] = run->batch_last_key;
 	if (stats->keys == 0)
 	{
 		/* empty probe: the cursor stays where it is */
@@ -843,25 +861,16 @@ record_progress(MigrationRun *run, BatchStats *stats, Datum *first, Datum *last,
 	args[9] = Float8GetDatum(run->carry_commit_ms);
 	args[10] = Int32GetDatum(run->batch_size);
 	args[11] = ItemPointerGetDatum(&run->row_tid);
-	if (!run->row_tid_valid ||
-		SPI_execute_plan(run->progress_at, args, nulls, false, 0) != SPI_OK_UPDATE_RETURNING)
-		elog(ERROR, "could not record batch progress");
-	if (SPI_processed == 0 &&
-		SPI_execute_plan(run->progress, args, nulls, false, 0) != SPI_OK_UPDATE_RETURNING)
-		elog(ERROR, "could not record batch progress");
-	if (SPI_processed != 1)
-		elog(ERROR, "could not record batch progress");
 	/* the next batch locks the version written here */
-	ItemPointerCopy(DatumGetItemPointer(SPI_getbinval(SPI_tuptable->vals[0],
-													  SPI_tuptable->tupdesc, 1,
-													  &isnull)),
-					&run->row_tid);
+	if (exec_on_row(run, run->progress_at, run->progress, args, nulls,
+					SPI_OK_UPDATE_RETURNING, 1) != 1)
+		elog(ERROR, "could not record batch progress");
 
 	if (stats->keys > 0 && mr_history_size > 0)
 	{
 		args[1] = Int64GetDatum(batch);
-		args[2] = key_text_array(run, first);
-		args[3] = last_key;
+		args[2] = run->batch_first_key;
+		args[3] = run->batch_last_key;
 		args[4] = Int32GetDatum(stats->keys);
 		args[5] = Int64GetDatum((int64) stats->rows);
 		args[6] = TimestampTzGetDatum(stats->started_at);
@@ -940,13 +949,14 @@ batch_body(MigrationRun *run)
 	if (stats.keys > 0)
 	{
 		MemoryContext old = MemoryContextSwitchTo(run->batchcxt);
+		char	  **first_text = key_to_text(run, first);
+		char	  **last_text = key_to_text(run, last);
 
-		run->batch_keys = psprintf("%s to %s",
-								   mr_format_key(key_to_text(run, first), m->nkeys),
-								   mr_format_key(key_to_text(run, last), m->nkeys));
+		run->batch_keys = psprintf("%s to %s", mr_format_key(first_text, m->nkeys),
+								   mr_format_key(last_text, m->nkeys));
 		run->batch_nkeys = stats.keys;
-		run->batch_first_key = key_text_array(run, first);
-		run->batch_last_key = key_text_array(run, last);
+		run->batch_first_key = text_key_array(run, first_text);
+		run->batch_last_key = text_key_array(run, last_text);
 		MemoryContextSwitchTo(old);
 		pgstat_report_activity(STATE_RUNNING,
 							   psprintf("migration %s: batch " INT64_FORMAT " %s",
@@ -963,7 +973,7 @@ batch_body(MigrationRun *run)
 
 	completed = stats.keys < run->batch_size;
 	stats.total_ms = elapsed_ms(start);
-	record_progress(run, &stats, first, last, completed);
+	record_progress(run, &stats, completed);
 
 	/* from here on the batch is done in memory as well */
 	if (stats.keys > 0)
