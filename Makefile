@@ -20,7 +20,11 @@ OBJS = \
 	src/launcher.o \
 	src/worker.o
 
-DATA = $(wildcard sql/migration_runner--*.sql)
+# 1.0 as released, the 1.0 -> 1.1 upgrade, and the 1.1 install script, which
+# is made from those two so that a fresh 1.1 and an upgraded 1.0 are the same
+# schema by construction.
+DATA = sql/migration_runner--1.0.sql sql/migration_runner--1.0--1.1.sql
+DATA_built = sql/migration_runner--1.1.sql
 
 REGRESS = $(basename $(notdir $(wildcard sql/[0-9]*.sql)))
 REGRESS_OPTS = --temp-instance=./tmp_regress \
@@ -35,6 +39,9 @@ PROVE_TESTS = $(wildcard test/t/*.pl)
 
 PG_CPPFLAGS = -I$(srcdir)/src
 PG_CFLAGS = -Wall -Werror -Wmissing-prototypes -Wdeclaration-after-statement
+
+sql/migration_runner--1.1.sql: sql/migration_runner--1.0.sql sql/migration_runner--1.0--1.1.sql
+	cat $^ > $@
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)

@@ -16,7 +16,8 @@
 
 MR_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PG_MAJOR=${PG_MAJOR:-15}
-PG_BINDIR=/usr/lib/postgresql/$PG_MAJOR/bin
+# MR_PG_BINDIR: another (relocated) copy of the server, for parallel work
+PG_BINDIR=${MR_PG_BINDIR:-/usr/lib/postgresql/$PG_MAJOR/bin}
 PG_CONFIG=$PG_BINDIR/pg_config
 MR_TMPDIR=${MR_TMPDIR:-/tmp}
 

@@ -2,7 +2,7 @@
 -- types, NOT NULLs, defaults, keys, CHECK constraints and indexes, the
 -- status view, and the extension's membership and dump configuration.
 BEGIN;
-SELECT plan(195);
+SELECT plan(203);
 
 SET LOCAL search_path = public;
 
@@ -16,7 +16,8 @@ SELECT columns_are('migrations', ARRAY[
 	'max_retries', 'target_batch_time', 'cursor', 'high_water', 'scanned',
 	'batches', 'current_batch_size', 'retries', 'throttled', 'worker_pid',
 	'defined_at', 'last_batch_at', 'last_batch_ms', 'bounds_ms', 'action_ms',
-	'bookkeeping_ms', 'commit_ms']);
+	'bookkeeping_ms', 'commit_ms', 'action_target', 'error_detail',
+	'error_hint', 'error_context']);
 
 -- every column: its type, and whether it may be NULL
 SELECT col_type_is('migrations', col, typ)
@@ -40,6 +41,10 @@ SELECT col_not_null('migrations', col)
 					'bookkeeping_ms', 'commit_ms']) AS col;
 SELECT col_type_is('migrations', col, typ)
   FROM (VALUES
+	('action_target', 'regclass'),
+	('error_detail', 'text'),
+	('error_hint', 'text'),
+	('error_context', 'text'),
 	('started_at', 'timestamp with time zone'),
 	('completed_at', 'timestamp with time zone'),
 	('error', 'text'),
@@ -67,7 +72,8 @@ SELECT col_is_null('migrations', col)
 					'key_types', 'action', 'search_path', 'batch_size', 'batch_delay',
 					'lock_timeout', 'statement_timeout', 'max_retries',
 					'target_batch_time', 'cursor', 'high_water', 'current_batch_size',
-					'throttled', 'worker_pid', 'last_batch_at', 'last_batch_ms']) AS col;
+					'throttled', 'worker_pid', 'last_batch_at', 'last_batch_ms',
+					'action_target', 'error_detail', 'error_hint', 'error_context']) AS col;
 
 -- defaults
 SELECT is((SELECT attidentity FROM pg_attribute
@@ -279,7 +285,7 @@ SELECT set_eq(
 SELECT is((SELECT extrelocatable FROM pg_extension WHERE extname = 'migration_runner'),
 		  false, 'the extension is not relocatable');
 SELECT is((SELECT extversion FROM pg_extension WHERE extname = 'migration_runner'),
-		  '1.0', 'the extension version is 1.0');
+		  '1.1', 'the extension version is 1.1');
 SELECT isnt(obj_description('migrations'::regclass, 'pg_class'), NULL,
 			'migrations has a comment');
 SELECT isnt(obj_description('migration_batches'::regclass, 'pg_class'), NULL,
