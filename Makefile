@@ -15,7 +15,13 @@ OBJS = \
 	src/shmem.o \
 	src/catalog.o \
 	src/define.o \
+	src/keys.o \
+	src/plans.o \
+	src/throttle.o \
 	src/batch.o \
+	src/retry.o \
+	src/run.o \
+	src/runlock.o \
 	src/api.o \
 	src/launcher.o \
 	src/worker.o
@@ -40,11 +46,11 @@ PROVE_TESTS = $(wildcard test/t/*.pl)
 PG_CPPFLAGS = -I$(srcdir)/src
 PG_CFLAGS = -Wall -Werror -Wmissing-prototypes -Wdeclaration-after-statement
 
-sql/migration_runner--1.1.sql: sql/migration_runner--1.0.sql sql/migration_runner--1.0--1.1.sql
-	cat $^ > $@
-
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+sql/migration_runner--1.1.sql: sql/migration_runner--1.0.sql sql/migration_runner--1.0--1.1.sql
+	cat $^ > $@
 
 EXTRA_CLEAN = tmp_regress tmp_check_iso output_iso results regression.diffs regression.out

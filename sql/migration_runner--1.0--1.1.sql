@@ -20,3 +20,29 @@ ALTER TABLE migrations ADD COLUMN action_target regclass;
 ALTER TABLE migrations ADD COLUMN error_detail text;
 ALTER TABLE migrations ADD COLUMN error_hint text;
 ALTER TABLE migrations ADD COLUMN error_context text;
+
+/*
+ * 1.0 kept cursors, high-water marks and batch bounds in the text form of
+ * whichever process wrote them, which depends on DateStyle, TimeZone,
+ * extra_float_digits, IntervalStyle and bytea_output.  1.1 writes and reads
+ * them under fixed settings.  Convert what is stored: each key is read with
+ * the settings of the session running this upgrade (the server's defaults,
+ * which the 1.0 worker wrote with too) and written in canonical form.
+ */
+CREATE FUNCTION mr_canonical_keys(key text[], types regtype[])
+RETURNS text[]
+AS 'MODULE_PATHNAME', 'mr_canonical_keys'
+LANGUAGE C STRICT;
+
+UPDATE migrations
+   SET cursor = mr_canonical_keys(cursor, key_types),
+	   high_water = mr_canonical_keys(high_water, key_types)
+ WHERE relation IS NOT NULL;
+
+UPDATE migration_batches b
+   SET first_key = mr_canonical_keys(b.first_key, m.key_types),
+	   last_key = mr_canonical_keys(b.last_key, m.key_types)
+  FROM migrations m
+ WHERE m.id = b.migration_id AND m.relation IS NOT NULL;
+
+DROP FUNCTION mr_canonical_keys(text[], regtype[]);

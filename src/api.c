@@ -208,14 +208,14 @@ mig_start(PG_FUNCTION_ARGS)
 	if (MigrationIsManaged(m))
 	{
 		/* pending, failed or cancelled: go on from the cursor */
-		mr_set_status(m, MR_STATUS_RUNNING, "started_at = now(), error = NULL");
+		mr_set_status(m, MR_STATUS_RUNNING, "started_at = now(), " MR_CLEAR_ERROR);
 		warn_if_no_worker(m);
 	}
 	else
 	{
 		/* the seed resets a failed migration's progress */
 		mr_set_status(m, MR_STATUS_RUNNING,
-					  "started_at = now(), error = NULL, processed = 0, completed_at = NULL");
+					  "started_at = now(), " MR_CLEAR_ERROR ", processed = 0, completed_at = NULL");
 	}
 	PG_RETURN_INT64(m->id);
 }
@@ -377,7 +377,7 @@ mig_reset(PG_FUNCTION_ARGS)
 				 errhint("Pause or cancel it first.")));
 
 	mr_set_status(m, MR_STATUS_PENDING,
-				  "started_at = NULL, completed_at = NULL, error = NULL, "
+				  "started_at = NULL, completed_at = NULL, " MR_CLEAR_ERROR ", "
 				  "processed = 0, scanned = 0, batches = 0, retries = 0, "
 				  "cursor = NULL, high_water = NULL, current_batch_size = NULL, "
 				  "throttled = NULL, worker_pid = NULL, last_batch_at = NULL, "
@@ -431,8 +431,13 @@ check_runnable(Migration *m)
 						 quote_literal_cstr(m->name), quote_literal_cstr(m->name))));
 }
 
+/*
+ * Tell the caller of CALL mig_run how the run ended.  A failure is raised
+ * with the failing batch's own SQLSTATE, its message, and what identifies
+ * the row behind it (the error's detail, hint and context).
+ */
 static void
-report_outcome(const char *name, RunOutcome outcome)
+report_outcome(const char *name, RunOutcome outcome, int sqlerrcode)
 {
 	Migration  *m;
 
@@ -450,10 +455,14 @@ report_outcome(const char *name, RunOutcome outcome)
 		case RUN_FAILED:
 			m = existing_migration(name, false);
 			ereport(ERROR,
-					(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
+					(errcode(sqlerrcode != 0 ? sqlerrcode : ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
 					 errmsg("migration \"%s\" failed", name),
-					 errdetail("%s", m->error ? m->error : "unknown error"),
-					 errhint("Fix the cause, then run it again: it resumes after the last committed batch.")));
+					 errdetail("%s%s%s", m->error ? m->error : "unknown error",
+							   m->error_detail ? "\n" : "",
+							   m->error_detail ? m->error_detail : ""),
+					 m->error_hint ? errhint("%s", m->error_hint) :
+					 errhint("Fix the cause, then run it again: it resumes after the last committed batch."),
+					 m->error_context ? errcontext("%s", m->error_context) : 0));
 			break;
 	}
 }
@@ -462,12 +471,14 @@ static void
 mig_run_checked(Migration *m)
 {
 	RunOutcome	outcome;
+	int			sqlerrcode;
 
 	if (!STATUS_IS(m, MR_STATUS_RUNNING))
-		mr_set_status(m, MR_STATUS_RUNNING, "started_at = now(), error = NULL");
+		mr_set_status(m, MR_STATUS_RUNNING, "started_at = now(), " MR_CLEAR_ERROR);
 	mr_spi_commit();
-	outcome = mr_run_migration(m->id, &procedure_hooks);
-	report_outcome(m->name, outcome);
+	mr_pin_transaction();
+	outcome = mr_run_migration(m->id, &procedure_hooks, &sqlerrcode);
+	report_outcome(m->name, outcome, sqlerrcode);
 }
 
 Datum

@@ -46,7 +46,8 @@
 	"coalesce((extract(epoch FROM statement_timeout) * 1000)::int4, -1), " \
 	"coalesce(max_retries, -1), " \
 	"coalesce((extract(epoch FROM target_batch_time) * 1000)::int4, -1), " \
-	"cursor, high_water, batches, error, relation_name"
+	"cursor, high_water, batches, error, relation_name, " \
+	"error_detail, error_hint, error_context"
 
 /*
  * The extension's OID, schema and owner, looked up in pg_extension once per
@@ -326,6 +327,9 @@ mr_read_migration(HeapTuple tuple, TupleDesc desc, MemoryContext cxt)
 	m->batches = mr_getint(tuple, desc, 20);
 	m->error = mr_getstring(tuple, desc, 21);
 	m->relation_name = mr_getstring(tuple, desc, 22);
+	m->error_detail = mr_getstring(tuple, desc, 23);
+	m->error_hint = mr_getstring(tuple, desc, 24);
+	m->error_context = mr_getstring(tuple, desc, 25);
 
 	MemoryContextSwitchTo(old);
 	return m;
@@ -438,28 +442,6 @@ mr_set_status(Migration *m, const char *new_status, const char *extra_set)
 	else
 		mr_announce_change_at_commit();
 	m->status = pstrdup(new_status);
-}
-
-/*
- * A text[] literal of n strings (NULL elements allowed), for error messages
- * and the history table.
- */
-char *
-mr_format_key(char **values, int n)
-{
-	StringInfoData buf;
-	int			i;
-
-	initStringInfo(&buf);
-	appendStringInfoChar(&buf, '(');
-	for (i = 0; i < n; i++)
-	{
-		if (i > 0)
-			appendStringInfoString(&buf, ", ");
-		appendStringInfoString(&buf, values[i] ? values[i] : "NULL");
-	}
-	appendStringInfoChar(&buf, ')');
-	return buf.data;
 }
 
 /*

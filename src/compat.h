@@ -9,7 +9,6 @@
 #ifndef MIGRATION_RUNNER_COMPAT_H
 #define MIGRATION_RUNNER_COMPAT_H
 
-#include "postgres.h"
 #include "executor/spi.h"
 #include "utils/guc.h"
 

@@ -10,8 +10,6 @@
 #ifndef MIGRATION_RUNNER_H
 #define MIGRATION_RUNNER_H
 
-#include "postgres.h"
-
 #include "executor/spi.h"
 #include "utils/palloc.h"
 
@@ -35,6 +33,10 @@
 #define MR_STATUS_FAILED	"failed"
 #define MR_STATUS_CANCELLED "cancelled"
 
+/* catalog assignments that forget the last failure */
+#define MR_CLEAR_ERROR \
+	"error = NULL, error_detail = NULL, error_hint = NULL, error_context = NULL"
+
 /*
  * A migration as read from the catalog.  Strings and arrays are palloc'd in
  * the memory context current when it was read.
@@ -47,6 +49,9 @@ typedef struct Migration
 	Oid			owner;
 	int64		processed;
 	char	   *error;
+	char	   *error_detail;
+	char	   *error_hint;
+	char	   *error_context;
 
 	/* managed migrations only: relid is InvalidOid for application-driven */
 	Oid			relid;
@@ -126,14 +131,20 @@ extern void mr_set_status(Migration *m, const char *new_status,
 						  const char *extra_set);
 extern void mr_notify_state_change(const char *name, const char *old_status,
 								   const char *new_status, int64 processed);
-extern char *mr_format_key(char **values, int n);
 extern void mr_require_arg(FunctionCallInfo fcinfo, int argno,
 						   const char *argname);
 
 /* define.c */
 extern int64 mr_define_migration(FunctionCallInfo fcinfo);
 
-/* batch.c: the batch engine shared by CALL mig_run and the worker */
+/* keys.c */
+extern const char *mr_key_type_problem(Oid typid);
+extern char *mr_format_key(char **values, int n);
+
+/* plans.c */
+extern char *mr_pinned_search_path(const char *path);
+
+/* run.c: the batch engine shared by CALL mig_run and the worker */
 typedef struct MigrationRun MigrationRun;
 
 typedef enum RunOutcome
@@ -154,12 +165,15 @@ typedef struct RunnerHooks
 	bool		(*should_stop) (void);
 } RunnerHooks;
 
+extern void mr_pin_transaction(void);
+extern RunOutcome mr_run_migration(int64 migration_id,
+								   const RunnerHooks *hooks, int *sqlerrcode);
+extern const char *mr_outcome_name(RunOutcome outcome);
+
+/* runlock.c */
 extern bool mr_try_lock_runner(int64 migration_id);
 extern void mr_unlock_runner(int64 migration_id);
 extern bool mr_runner_is_active(int64 migration_id);
-extern RunOutcome mr_run_migration(int64 migration_id,
-								   const RunnerHooks *hooks);
-extern const char *mr_outcome_name(RunOutcome outcome);
 
 /* launcher.c and worker.c: bgworker entry points */
 extern void mr_register_launcher(void);

@@ -23,7 +23,9 @@
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "tcop/tcopprot.h"
+#include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
 #include "compat.h"
@@ -79,12 +81,71 @@ claim_migration(int64 id)
 	return m;
 }
 
+/*
+ * An error escaped the engine's guarded steps (the throttle queries, a
+ * commit, recording a failure): the run cannot go on.  A cancel request
+ * has already paused the migration; anything else marks it failed, so that
+ * it is not restarted forever without a word.  Runs after the error was
+ * reported and the transaction aborted.
+ */
+static void
+fail_after_error(int64 id, const char *name, ErrorData *edata)
+{
+	Migration  *m;
+
+	if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+	{
+		ereport(LOG,
+				(errmsg("migration_runner: migration \"%s\" paused on a cancel request",
+						name)));
+		return;
+	}
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	mr_pin_transaction();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	m = OidIsValid(mr_extension_oid(true)) ? mr_migration_by_id(id, true) : NULL;
+	if (m != NULL && strcmp(m->status, MR_STATUS_RUNNING) == 0)
+	{
+		char	   *error = psprintf("%s (SQLSTATE %s) in the runner, outside a batch",
+									 edata->message, unpack_sql_state(edata->sqlerrcode));
+
+		mr_set_status(m, MR_STATUS_FAILED,
+					  psprintf("error = %s, worker_pid = NULL, throttled = NULL",
+							   quote_literal_cstr(error)));
+		ereport(LOG,
+				(errmsg("migration_runner: migration \"%s\" failed: %s", name, error)));
+	}
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+}
+
+/* say in the server log how the run ended */
+static void
+log_outcome(const char *name, RunOutcome outcome)
+{
+	if (outcome == RUN_COMPLETED)
+		ereport(LOG,
+				(errmsg("migration_runner: migration \"%s\" completed", name)));
+	else if (outcome == RUN_FAILED)
+		ereport(LOG,
+				(errmsg("migration_runner: migration \"%s\" failed", name),
+				 errdetail("The error is in migrations.error.")));
+	else
+		ereport(DEBUG1,
+				(errmsg("migration_runner: worker for migration \"%s\" stopped: %s",
+						name, mr_outcome_name(outcome))));
+}
+
 void
 mr_worker_main(Datum main_arg)
 {
 	MigrationWorkerArgs args;
 	Migration  *m;
-	RunOutcome	outcome;
+	RunOutcome	outcome = RUN_INTERRUPTED;
+	int			sqlerrcode;
+	char	   *name;
+	MemoryContext workcxt;
 
 	memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof(args));
 
@@ -100,19 +161,38 @@ mr_worker_main(Datum main_arg)
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
+	mr_pin_transaction();
 	m = claim_migration(args.migration_id);
 	if (m == NULL)
 	{
 		CommitTransactionCommand();
 		proc_exit(0);
 	}
-	pgstat_report_appname(psprintf("migration_runner: %s", m->name));
+	/* the name outlives the transaction that read it */
+	name = MemoryContextStrdup(TopMemoryContext, m->name);
+	pgstat_report_appname(psprintf("migration_runner: %s", name));
 
-	outcome = mr_run_migration(m->id, &worker_hooks);
-	CommitTransactionCommand();
+	workcxt = CurrentMemoryContext;
+	PG_TRY();
+	{
+		outcome = mr_run_migration(args.migration_id, &worker_hooks, &sqlerrcode);
+		CommitTransactionCommand();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
 
-	ereport(DEBUG1,
-			(errmsg("migration_runner worker for \"%s\" finished: %s",
-					m->name, mr_outcome_name(outcome))));
+		MemoryContextSwitchTo(TopMemoryContext);
+		edata = CopyErrorData();
+		EmitErrorReport();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		MemoryContextSwitchTo(workcxt);
+		fail_after_error(args.migration_id, name, edata);
+		proc_exit(1);
+	}
+	PG_END_TRY();
+
+	log_outcome(name, outcome);
 	proc_exit(0);
 }

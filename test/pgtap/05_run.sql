@@ -95,7 +95,7 @@ SELECT ok(mig_define('tap_div_v1', 'tap_run_div',
 \set ON_ERROR_STOP 0
 CALL mig_run('tap_div_v1');
 \set ON_ERROR_STOP 1
-SELECT is(:'LAST_ERROR_SQLSTATE'::text, '38000', 'CALL mig_run raises 38000 when the migration fails');
+SELECT is(:'LAST_ERROR_SQLSTATE'::text, '22012', 'CALL mig_run raises the failing batch''s own SQLSTATE (22012, division by zero)');
 SELECT is(:'LAST_ERROR_MESSAGE'::text, 'migration "tap_div_v1" failed', 'with the migration''s name');
 SELECT is((SELECT ROW(status, processed, batches, cursor, completed_at)::text
 			 FROM migrations WHERE name = 'tap_div_v1'),

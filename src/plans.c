@@ -1,0 +1,315 @@
+/*-------------------------------------------------------------------------
+ *
+ * plans.c
+ *	  The statements the batch engine prepares once per run and keeps: the
+ *	  bounds queries on the migration's relation, the action, and the
+ *	  per-batch catalog statements.
+ *
+ * Preparing is idempotent: a plan already kept is freed before it is made
+ * again, so a setup that is retried, or bounds plans remade when the batch
+ * size changes, never leak a plan.
+ *
+ * The bounds queries walk the key's index in order whatever the planner's
+ * statistics say: on a table that was never analysed (a backfill right
+ * after a bulk load) the planner would otherwise sort the whole remaining
+ * key range for every batch.  They are planned under search_path
+ * pg_catalog, pg_temp, so that no operator on the owner's path can capture
+ * the key comparisons.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_class.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "lib/stringinfo.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/varlena.h"
+
+#include "compat.h"
+#include "migration_runner.h"
+#include "run_internal.h"
+
+/*
+ * "k1, k2" (as_row: "(k1, k2)" for a row comparison; descending: "k1 DESC,
+ * k2 DESC" for an ORDER BY)
+ */
+char *
+mr_key_list(Migration *m, bool as_row, bool descending)
+{
+	StringInfoData buf;
+	int			i;
+
+	initStringInfo(&buf);
+	if (as_row && m->nkeys > 1)
+		appendStringInfoChar(&buf, '(');
+	for (i = 0; i < m->nkeys; i++)
+		appendStringInfo(&buf, "%s%s%s", i > 0 ? ", " : "",
+						 quote_identifier(m->key_names[i]),
+						 descending ? " DESC" : "");
+	if (as_row && m->nkeys > 1)
+		appendStringInfoChar(&buf, ')');
+	return buf.data;
+}
+
+/* "($1, $2)" for parameters first..first+n-1 */
+static char *
+param_list(int first, int n)
+{
+	StringInfoData buf;
+	int			i;
+
+	initStringInfo(&buf);
+	if (n > 1)
+		appendStringInfoChar(&buf, '(');
+	for (i = 0; i < n; i++)
+		appendStringInfo(&buf, "%s$%d", i > 0 ? ", " : "", first + i);
+	if (n > 1)
+		appendStringInfoChar(&buf, ')');
+	return buf.data;
+}
+
+/*
+ * A search_path as recorded for a migration, with pg_temp explicitly last.
+ * Left implicit, pg_temp is searched first, and a temporary table with the
+ * relation's name would capture an unqualified action.
+ */
+char *
+mr_pinned_search_path(const char *path)
+{
+	char	   *raw = pstrdup(path);
+	List	   *names;
+	ListCell   *lc;
+	StringInfoData buf;
+
+	if (!SplitIdentifierString(raw, ',', &names))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid search_path \"%s\"", path)));
+	initStringInfo(&buf);
+	foreach(lc, names)
+	{
+		const char *name = lfirst(lc);
+
+		if (strcmp(name, "pg_temp") == 0 || strncmp(name, "pg_temp_", 8) == 0)
+			continue;
+		appendStringInfo(&buf, "%s, ", quote_identifier(name));
+	}
+	appendStringInfoString(&buf, "pg_temp");
+	return buf.data;
+}
+
+/*
+ * Prepare sql and keep the plan in *slot, freeing the plan it held.  The
+ * slot is NULL while preparing, so that an error (a lock timeout) leaves no
+ * dangling plan behind.
+ */
+static void
+keep_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes)
+{
+	SPIPlanPtr	plan;
+
+	if (*slot != NULL)
+		SPI_freeplan(*slot);
+	*slot = NULL;
+	plan = SPI_prepare(sql, nargs, argtypes);
+	if (plan == NULL)
+		elog(ERROR, "could not prepare \"%s\": %s", sql,
+			 SPI_result_code_string(SPI_result));
+	if (SPI_keepplan(plan) != 0)
+		elog(ERROR, "could not keep plan for \"%s\"", sql);
+	*slot = plan;
+}
+
+static void
+key_param_types(Migration *m, Oid *types, int copies)
+{
+	int			i;
+
+	for (i = 0; i < copies * m->nkeys; i++)
+		types[i] = m->key_types[i % m->nkeys];
+}
+
+/*
+ * Planner settings under which a query on the relation can only read the
+ * key's index in order: sequential scans, bitmap scans and sorts are
+ * disabled until the caller's AtEOXact_GUC(true, returned level).  Custom
+ * plans are made at execution, so this must be in force then too.
+ */
+int
+mr_enter_index_scan(void)
+{
+	int			nestlevel = NewGUCNestLevel();
+
+	mr_set_guc_saved("enable_seqscan", "off");
+	mr_set_guc_saved("enable_bitmapscan", "off");
+	mr_set_guc_saved("enable_sort", "off");
+	mr_set_guc_saved("search_path", "pg_catalog, pg_temp");
+	return nestlevel;
+}
+
+/* ONLY for a plain table, so that inheritance children are not walked */
+static const char *
+only_clause(Migration *m)
+{
+	return get_rel_relkind(m->relid) == RELKIND_PARTITIONED_TABLE ? "" : "ONLY ";
+}
+
+/*
+ * The bounds queries: an ordered range scan of the key's index, never OFFSET.
+ * The batch size is a literal, so the plan is made for exactly that LIMIT;
+ * they are prepared again only when the size changes.
+ */
+void
+mr_prepare_bounds(MigrationRun *run)
+{
+	Migration  *m = run->m;
+	Oid			types[2 * MR_MAX_KEY_COLUMNS];
+	char	   *keys = mr_key_list(m, false, false);
+	char	   *row = mr_key_list(m, true, false);
+	int			nestlevel;
+
+	run->bounds_plan_size = -1;
+	key_param_types(m, types, 2);
+	nestlevel = mr_enter_index_scan();
+	keep_plan(&run->bounds_first,
+			  psprintf("SELECT %s FROM %s%s WHERE %s <= %s ORDER BY %s LIMIT %d",
+					   keys, only_clause(m), run->relname, row,
+					   param_list(1, m->nkeys), keys, run->batch_size),
+			  m->nkeys, types);
+	keep_plan(&run->bounds_next,
+			  psprintf("SELECT %s FROM %s%s WHERE %s > %s AND %s <= %s ORDER BY %s LIMIT %d",
+					   keys, only_clause(m), run->relname, row,
+					   param_list(1, m->nkeys), row,
+					   param_list(m->nkeys + 1, m->nkeys), keys, run->batch_size),
+			  2 * m->nkeys, types);
+	AtEOXact_GUC(true, nestlevel);
+	run->bounds_plan_size = run->batch_size;
+}
+
+/*
+ * The high-water mark query: the largest key now.  Run once per migration,
+ * so it is not kept.
+ */
+char *
+mr_high_water_sql(MigrationRun *run)
+{
+	Migration  *m = run->m;
+
+	return psprintf("SELECT %s FROM %s%s ORDER BY %s LIMIT 1",
+					mr_key_list(m, false, false), only_clause(m),
+					run->relname, mr_key_list(m, false, true));
+}
+
+/* the action, analysed with the migration's own path (pg_temp last) */
+static void
+prepare_action(MigrationRun *run)
+{
+	Oid			types[2 * MR_MAX_KEY_COLUMNS];
+	int			nestlevel;
+
+	key_param_types(run->m, types, 2);
+	nestlevel = NewGUCNestLevel();
+	mr_set_guc_saved("search_path", run->search_path);
+	keep_plan(&run->action, run->m->action, 2 * run->m->nkeys, types);
+	AtEOXact_GUC(true, nestlevel);
+}
+
+/*
+ * The per-batch catalog statements, analysed as the extension's owner with
+ * the pinned path they run with.
+ */
+static void
+prepare_catalog_plans(MigrationRun *run)
+{
+	Oid			progress_types[] = {INT8OID, INT8OID, INT4OID, TEXTARRAYOID,
+		BOOLOID, FLOAT8OID, FLOAT8OID, FLOAT8OID, FLOAT8OID, FLOAT8OID, INT4OID,
+	TIDOID};
+	Oid			lock_at_types[] = {INT8OID, TIDOID};
+	Oid			history_types[] = {INT8OID, INT8OID, TEXTARRAYOID, TEXTARRAYOID,
+		INT4OID, INT8OID, TIMESTAMPTZOID, FLOAT8OID, FLOAT8OID, FLOAT8OID, INT4OID,
+	TEXTOID};
+	Oid			prune_types[] = {INT8OID, INT8OID};
+	Oid			id_type = INT8OID;
+	char	   *progress;
+	CatalogAccess access;
+
+	mr_catalog_enter(&access);
+	keep_plan(&run->lock_row,
+			  psprintf("SELECT status, ctid FROM %s WHERE id = $1 FOR NO KEY UPDATE",
+					   run->catalog),
+			  1, &id_type);
+	/* a version updated since is not found: the caller falls back */
+	keep_plan(&run->lock_row_at,
+			  psprintf("SELECT status, ctid FROM %s WHERE ctid = $2 AND id = $1 "
+					   "FOR NO KEY UPDATE", run->catalog),
+			  lengthof(lock_at_types), lock_at_types);
+
+	/*
+	 * One UPDATE per batch, touching no indexed column: a HOT update.  It
+	 * finds the row by the ctid the batch just locked.
+	 */
+	progress = psprintf("UPDATE %s SET processed = processed + $2, scanned = scanned + $3, "
+						"batches = batches + sign($3)::int, cursor = $4, "
+						"status = CASE WHEN $5 THEN 'completed' ELSE status END, "
+						"completed_at = CASE WHEN $5 THEN now() END, "
+						"worker_pid = CASE WHEN $5 THEN NULL ELSE worker_pid END, "
+						"last_batch_at = now(), last_batch_ms = $6, "
+						"bounds_ms = bounds_ms + $7, action_ms = action_ms + $8, "
+						"bookkeeping_ms = bookkeeping_ms + $9, commit_ms = commit_ms + $10, "
+						"current_batch_size = $11, throttled = NULL ", run->catalog);
+	keep_plan(&run->progress_at,
+			  psprintf("%s WHERE ctid = $12 AND id = $1 RETURNING ctid", progress),
+			  lengthof(progress_types), progress_types);
+	/* when the action itself wrote the row, the locked version is gone */
+	keep_plan(&run->progress,
+			  psprintf("%s WHERE id = $1 RETURNING ctid", progress),
+			  lengthof(progress_types), progress_types);
+
+	keep_plan(&run->history_insert,
+			  psprintf("INSERT INTO %s (migration_id, batch, first_key, last_key, keys, rows, "
+					   "started_at, duration_ms, bounds_ms, action_ms, attempts, error) "
+					   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) "
+					   "ON CONFLICT (migration_id, batch) DO UPDATE SET "
+					   "first_key = excluded.first_key, last_key = excluded.last_key, "
+					   "keys = excluded.keys, rows = excluded.rows, "
+					   "started_at = excluded.started_at, duration_ms = excluded.duration_ms, "
+					   "bounds_ms = excluded.bounds_ms, action_ms = excluded.action_ms, "
+					   "attempts = excluded.attempts, error = excluded.error",
+					   run->history),
+			  lengthof(history_types), history_types);
+	keep_plan(&run->history_prune,
+			  psprintf("DELETE FROM %s WHERE migration_id = $1 AND batch <= $2",
+					   run->history),
+			  lengthof(prune_types), prune_types);
+	mr_catalog_leave(&access);
+}
+
+void
+mr_prepare_run_plans(MigrationRun *run)
+{
+	prepare_action(run);
+	prepare_catalog_plans(run);
+	mr_prepare_bounds(run);
+}
+
+/* free every plan the run keeps */
+void
+mr_free_run_plans(MigrationRun *run)
+{
+	SPIPlanPtr *plans[] = {&run->bounds_first, &run->bounds_next, &run->action,
+		&run->lock_row, &run->lock_row_at, &run->progress, &run->progress_at,
+	&run->history_insert, &run->history_prune};
+	int			i;
+
+	for (i = 0; i < lengthof(plans); i++)
+	{
+		if (*plans[i] != NULL)
+			SPI_freeplan(*plans[i]);
+		*plans[i] = NULL;
+	}
+	run->bounds_plan_size = -1;
+}

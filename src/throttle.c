@@ -1,0 +1,188 @@
+/*-------------------------------------------------------------------------
+ *
+ * throttle.c
+ *	  Health throttling: between batches, a runner waits while the server
+ *	  is under strain, and says why in migrations.throttled.
+ *
+ * Three signals are watched, each enabled by its GUC: sessions waiting on
+ * the locks the last batch held (migration_runner.max_lock_waiters), the
+ * server's WAL rate (max_wal_rate) and standby lag (max_replica_lag).
+ * The wait itself happens between transactions: the runner holds no row
+ * lock and no snapshot while it sleeps.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xlog.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "compat.h"
+#include "migration_runner.h"
+#include "run_internal.h"
+
+/*
+ * How many sessions wait on locks this process holds, counted at the end of
+ * a batch, before its commit releases them.  Only sessions that wait on a
+ * lock at all are asked for their blockers: pg_blocking_pids is not cheap,
+ * and the fence (OFFSET 0) keeps the planner from calling it for every
+ * backend.
+ */
+int
+mr_count_lock_waiters(void)
+{
+	CatalogAccess access;
+	Datum		pid = Int32GetDatum(MyProcPid);
+	Oid			type = INT4OID;
+	bool		isnull;
+	int			waiters;
+
+	mr_catalog_enter(&access);
+	if (SPI_execute_with_args("SELECT count(*)::int4 FROM "
+							  "(SELECT pid FROM pg_stat_activity "
+							  " WHERE wait_event_type = 'Lock' OFFSET 0) w "
+							  "WHERE $1 = ANY (pg_blocking_pids(w.pid))",
+							  1, &type, &pid, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not count lock waiters");
+	waiters = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
+										  SPI_tuptable->tupdesc, 1, &isnull));
+	mr_catalog_leave(&access);
+	return waiters;
+}
+
+/*
+ * The server's WAL rate since the last look, when at least 50 ms passed.
+ */
+static char *
+wal_rate_problem(MigrationRun *run)
+{
+	XLogRecPtr	lsn = GetXLogInsertRecPtr();
+	TimestampTz now = GetCurrentTimestamp();
+	double		secs = (now - run->wal_mark_at) / 1000000.0;
+	double		kb_per_sec;
+
+	if (run->wal_mark_at == 0)
+	{
+		run->wal_mark = lsn;
+		run->wal_mark_at = now;
+		return NULL;
+	}
+	if (secs < 0.05)
+		return NULL;
+	kb_per_sec = (lsn - run->wal_mark) / 1024.0 / secs;
+	run->wal_mark = lsn;
+	run->wal_mark_at = now;
+	if (kb_per_sec <= mr_max_wal_rate_kb)
+		return NULL;
+	return psprintf("WAL is written at %.0f kB/s, more than migration_runner.max_wal_rate (%d kB/s)",
+					kb_per_sec, mr_max_wal_rate_kb);
+}
+
+static char *
+replica_lag_problem(void)
+{
+	CatalogAccess access;
+	bool		isnull;
+	int64		lag_ms;
+
+	mr_catalog_enter(&access);
+	if (SPI_execute("SELECT coalesce(max((extract(epoch FROM "
+					"greatest(write_lag, flush_lag, replay_lag)) * 1000)::int8), 0) "
+					"FROM pg_stat_replication", true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read replication lag");
+	lag_ms = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+										 SPI_tuptable->tupdesc, 1, &isnull));
+	mr_catalog_leave(&access);
+	if (lag_ms <= mr_max_replica_lag_ms)
+		return NULL;
+	return psprintf("a standby is " INT64_FORMAT " ms behind, more than migration_runner.max_replica_lag (%d ms)",
+					lag_ms, mr_max_replica_lag_ms);
+}
+
+/*
+ * Why the next batch should wait, or NULL.  Lock waiters count once: after
+ * a batch that blocked too many sessions, the runner sleeps one round.
+ */
+static char *
+throttle_problem(MigrationRun *run)
+{
+	char	   *problem = NULL;
+
+	if (mr_max_lock_waiters > 0 && run->lock_waiters > mr_max_lock_waiters)
+		problem = psprintf("%d sessions waited on the runner's locks, more than migration_runner.max_lock_waiters (%d)",
+						   run->lock_waiters, mr_max_lock_waiters);
+	run->lock_waiters = 0;
+	if (problem == NULL && mr_max_wal_rate_kb > 0)
+		problem = wal_rate_problem(run);
+	if (problem == NULL && mr_max_replica_lag_ms > 0)
+		problem = replica_lag_problem();
+	return problem;
+}
+
+/*
+ * Say why the runner waits, and return whether the migration is still
+ * running (someone may have paused or cancelled it meanwhile).
+ */
+static bool
+record_throttled(MigrationRun *run, const char *problem)
+{
+	CatalogAccess access;
+	Oid			types[2] = {INT8OID, TEXTOID};
+	Datum		args[2] = {Int64GetDatum(run->m->id), CStringGetTextDatum(problem)};
+	bool		running;
+	bool		isnull;
+
+	mr_catalog_enter(&access);
+	if (SPI_execute_with_args(psprintf("UPDATE %s SET throttled = $2 WHERE id = $1 "
+									   "RETURNING status = 'running'", run->catalog),
+							  2, types, args, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
+		elog(ERROR, "could not record throttling");
+	running = SPI_processed == 1 &&
+		DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+								   1, &isnull));
+	mr_catalog_leave(&access);
+	return running;
+}
+
+/*
+ * Wait while the server is unhealthy, saying why in the catalog.  Returns
+ * true if the run should stop: meanwhile the migration stopped running
+ * (paused or cancelled), or the runner got a cancel request (*cancelled).
+ */
+bool
+mr_throttle_wait(MigrationRun *run, const RunnerHooks *hooks, bool *cancelled)
+{
+	*cancelled = false;
+	if (mr_max_lock_waiters <= 0 && mr_max_wal_rate_kb <= 0 &&
+		mr_max_replica_lag_ms <= 0)
+		return false;
+
+	for (;;)
+	{
+		char	   *problem;
+		bool		running = true;
+
+		PushActiveSnapshot(GetTransactionSnapshot());
+		SPI_connect();
+		problem = throttle_problem(run);
+		if (problem != NULL)
+			running = record_throttled(run, problem);
+		SPI_finish();
+		PopActiveSnapshot();
+		if (problem == NULL)
+			return false;
+		hooks->commit_and_begin();
+		if (!running)
+			return true;
+		if (!mr_runner_sleep(mr_throttle_sleep_ms))
+		{
+			*cancelled = true;
+			return true;
+		}
+	}
+}
