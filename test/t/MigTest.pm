@@ -18,6 +18,7 @@ our @EXPORT = qw(
   mig_node new_table define_migration mig_row mig_scalar poll_value
   poll_true worker_pid_sql wait_for_worker wait_pid_gone crash_restart
   exactly_once_ok consistent_ok log_has_no_crash q_lit $SLOW_ACTION $WAIT_SECS
+  call_start call_finish wait_lock_waiter counter_counts
 );
 
 # how long any single wait may take before the test fails (seconds)
@@ -298,6 +299,57 @@ sub log_has_no_crash
 	ok(!@bad, "$label: no crashed process in the server log")
 	  or diag(join("\n", @bad));
 	return;
+}
+
+# Start CALL mig_run($name) in a background psql session, after the SQL in
+# $setup (SET commands, say); returns the session, whose CALL goes on while
+# the test does other things.  call_finish waits for it to return.
+sub call_start
+{
+	my ($node, $name, $setup) = @_;
+	my $bg = $node->background_psql('postgres', on_error_stop => 0);
+	# every wait of the session gets the whole $WAIT_SECS, not the sum of them
+	$bg->set_query_timer_restart;
+	$bg->query_safe($setup) if defined $setup && $setup ne '';
+	$bg->query_until(qr/call started/,
+		"\\echo call started\nCALL mig_run(" . q_lit($name) . ");\n\\echo call done\n");
+	return $bg;
+}
+
+# Wait until the CALL begun by call_start returns (dies after $WAIT_SECS);
+# returns what it printed on stderr (NOTICE, WARNING, ERROR) and closes the
+# session.
+sub call_finish
+{
+	my ($bg) = @_;
+	$bg->query_until(qr/call done/, '');
+	my $stderr = $bg->{stderr};
+	$bg->quit;
+	return $stderr;
+}
+
+# Wait until some session waits for a lock on relation $table (an
+# unqualified name).  True if one did before the deadline.
+sub wait_lock_waiter
+{
+	my ($node, $table, $secs) = @_;
+	return poll_true($node,
+		    'SELECT EXISTS (SELECT 1 FROM pg_locks l JOIN pg_class c'
+		  . " ON c.oid = l.relation WHERE l.locktype = 'relation'"
+		  . ' AND NOT l.granted AND c.relname = '
+		  . q_lit($table) . ')', $secs);
+}
+
+# "n=0: A, n=1: B, n>1: C" for a table with the counter n: what a failing
+# exactly-once check found, for the log.
+sub counter_counts
+{
+	my ($node, $table) = @_;
+	my $out = $node->safe_psql('postgres',
+		"SELECT count(*) FILTER (WHERE n = 0) || '|' || count(*) FILTER (WHERE n = 1)"
+		  . " || '|' || count(*) FILTER (WHERE n > 1) FROM $table");
+	my ($zero, $one, $more) = split /\|/, $out;
+	return "n=0: $zero, n=1: $one, n>1: $more";
 }
 
 1;
