@@ -96,6 +96,9 @@ my @midrun = (
 		'ALTER TABLE c_rw_default ADD COLUMN x timestamptz DEFAULT clock_timestamp()' ],
 	[ 'c_rw_unlogged', 'rw_unlogged_v1', 'worker',
 		'ALTER TABLE c_rw_unlogged SET UNLOGGED' ],
+	# the rewrite VACUUM FULL also does, in a transaction block
+	[ 'c_rw_cluster', 'rw_cluster_v1', 'worker',
+		'CLUSTER c_rw_cluster USING c_rw_cluster_pkey' ],
 	# the counter itself changes type: the action is planned again, n = n + 1
 	# still counts
 	[ 'c_rw_ntype', 'rw_ntype_v1', 'worker',
