@@ -46,3 +46,11 @@ UPDATE migration_batches b
  WHERE m.id = b.migration_id AND m.relation IS NOT NULL;
 
 DROP FUNCTION mr_canonical_keys(text[], regtype[]);
+
+/*
+ * pg_dump dumps the catalog's rows (pg_extension_config_dump in 1.0) but, in
+ * 1.0, not the position of the id sequence: after a restore the first new
+ * migration collided with id 1.  Marking the sequence makes pg_dump restore
+ * its position too.
+ */
+SELECT pg_catalog.pg_extension_config_dump('migrations_id_seq', '');

@@ -61,6 +61,7 @@ typedef struct ExtensionInfo
 	Oid			extoid;
 	Oid			schema;
 	Oid			owner;
+	bool		current;		/* its catalog is the one this library reads */
 } ExtensionInfo;
 
 static ExtensionInfo extension_cache;
@@ -94,11 +95,17 @@ look_up_extension(void)
 	if (HeapTupleIsValid(tuple))
 	{
 		Form_pg_extension ext = (Form_pg_extension) GETSTRUCT(tuple);
+		Datum		version;
+		bool		isnull;
 
 		extension_cache.extoid = ext->oid;
 		extension_cache.schema = ext->extnamespace;
 		extension_cache.owner = ext->extowner;
 		extension_cache.found = true;
+		version = heap_getattr(tuple, Anum_pg_extension_extversion,
+							   RelationGetDescr(rel), &isnull);
+		extension_cache.current = !isnull &&
+			strcmp(TextDatumGetCString(version), MR_EXTENSION_VERSION) == 0;
 	}
 	systable_endscan(scan);
 	table_close(rel, AccessShareLock);
@@ -130,6 +137,20 @@ mr_extension_oid(bool missing_ok)
 	return extoid;
 }
 
+/*
+ * Is the installed extension's catalog the one this library reads?  After
+ * the library of a new release is installed, a database keeps the old
+ * catalog until ALTER EXTENSION ... UPDATE runs in it; until then nothing
+ * may read or write that catalog with the new library's statements.
+ */
+bool
+mr_extension_is_current(void)
+{
+	if (!extension_cache.valid)
+		look_up_extension();
+	return extension_cache.found && extension_cache.current;
+}
+
 static void
 require_extension(Oid *schema, Oid *owner)
 {
@@ -140,6 +161,14 @@ require_extension(Oid *schema, Oid *owner)
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("extension \"%s\" is not installed", MR_EXTENSION_NAME),
 				 errhint("Run CREATE EXTENSION %s.", MR_EXTENSION_NAME)));
+	if (!extension_cache.current)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("extension \"%s\" must be updated to version %s",
+						MR_EXTENSION_NAME, MR_EXTENSION_VERSION),
+				 errdetail("The library of version %s is loaded, but this database has an older version of the extension's catalog.",
+						   MR_EXTENSION_VERSION),
+				 errhint("Run ALTER EXTENSION %s UPDATE.", MR_EXTENSION_NAME)));
 }
 
 /*

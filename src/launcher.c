@@ -229,7 +229,7 @@ start_workers(void)
 	uint64		n;
 	SPITupleTable *tuptable;
 
-	if (!OidIsValid(mr_extension_oid(true)) || !mr_enabled)
+	if (!mr_extension_is_current() || !mr_enabled)
 		return sleep_ms;
 
 	SPI_connect();

@@ -14,6 +14,7 @@
 #include "utils/palloc.h"
 
 #define MR_EXTENSION_NAME	"migration_runner"
+#define MR_EXTENSION_VERSION "1.1"
 #define MR_NOTIFY_CHANNEL	"migration_runner"
 
 /* the largest batch mig_define accepts, and the catalog's CHECK */
@@ -117,6 +118,7 @@ typedef struct CatalogAccess
 } CatalogAccess;
 
 extern Oid	mr_extension_oid(bool missing_ok);
+extern bool mr_extension_is_current(void);
 extern const char *mr_catalog_table(const char *table);
 extern void mr_catalog_enter(CatalogAccess *access);
 extern void mr_catalog_leave(CatalogAccess *access);

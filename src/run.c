@@ -348,7 +348,7 @@ run_setup(MigrationRun *run, int64 migration_id)
 static void
 forget_runner_pid(MigrationRun *run)
 {
-	if (!OidIsValid(mr_extension_oid(true)))
+	if (!mr_extension_is_current())
 		return;
 	PushActiveSnapshot(GetTransactionSnapshot());
 	mr_catalog_exec(psprintf("UPDATE %s SET worker_pid = NULL, throttled = NULL "

@@ -52,7 +52,7 @@ worker_commit_and_begin(void)
 static bool
 worker_should_stop(void)
 {
-	return !OidIsValid(mr_extension_oid(true));
+	return !mr_extension_is_current();
 }
 
 static const RunnerHooks worker_hooks = {
@@ -68,7 +68,7 @@ claim_migration(int64 id)
 {
 	Migration  *m = NULL;
 
-	if (!OidIsValid(mr_extension_oid(true)))
+	if (!mr_extension_is_current())
 		return NULL;
 	if (!mr_try_lock_runner(id))
 		return NULL;
@@ -104,7 +104,7 @@ fail_after_error(int64 id, const char *name, ErrorData *edata)
 	StartTransactionCommand();
 	mr_pin_transaction();
 	PushActiveSnapshot(GetTransactionSnapshot());
-	m = OidIsValid(mr_extension_oid(true)) ? mr_migration_by_id(id, true) : NULL;
+	m = mr_extension_is_current() ? mr_migration_by_id(id, true) : NULL;
 	if (m != NULL && strcmp(m->status, MR_STATUS_RUNNING) == 0)
 	{
 		char	   *error = psprintf("%s (SQLSTATE %s) in the runner, outside a batch",
