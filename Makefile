@@ -15,6 +15,9 @@ OBJS = \
 	src/shmem.o \
 	src/catalog.o \
 	src/define.o \
+	src/key_index.o \
+	src/action.o \
+	src/action_checks.o \
 	src/batch.o \
 	src/api.o \
 	src/launcher.o \

@@ -46,7 +46,7 @@
 	"coalesce((extract(epoch FROM statement_timeout) * 1000)::int4, -1), " \
 	"coalesce(max_retries, -1), " \
 	"coalesce((extract(epoch FROM target_batch_time) * 1000)::int4, -1), " \
-	"cursor, high_water, batches, error, relation_name"
+	"cursor, high_water, batches, error, relation_name, action_target::oid"
 
 /*
  * The extension's OID, schema and owner, looked up in pg_extension once per
@@ -326,6 +326,7 @@ mr_read_migration(HeapTuple tuple, TupleDesc desc, MemoryContext cxt)
 	m->batches = mr_getint(tuple, desc, 20);
 	m->error = mr_getstring(tuple, desc, 21);
 	m->relation_name = mr_getstring(tuple, desc, 22);
+	m->action_target = (Oid) mr_getint(tuple, desc, 23);
 
 	MemoryContextSwitchTo(old);
 	return m;

@@ -56,6 +56,7 @@ typedef struct Migration
 	Oid			key_types[MR_MAX_KEY_COLUMNS];
 	char	   *action;
 	char	   *search_path;
+	Oid			action_target;	/* the table the action writes, or Invalid */
 	int			batch_size;
 	int			current_batch_size; /* 0 when never set */
 
@@ -132,6 +133,10 @@ extern void mr_require_arg(FunctionCallInfo fcinfo, int argno,
 
 /* define.c */
 extern int64 mr_define_migration(FunctionCallInfo fcinfo);
+
+/* action.c, action_checks.c: also for the runner, at run start */
+extern char *mr_pinned_search_path(const char *path);
+extern Oid	mr_action_write_target(SPIPlanPtr plan);
 
 /* batch.c: the batch engine shared by CALL mig_run and the worker */
 typedef struct MigrationRun MigrationRun;
