@@ -228,6 +228,11 @@ SET search_path = pg_temp, "$user", public;
 SELECT mig_define('d50_same', 'd50_same',
 	'UPDATE d50_same SET n = n + 1 WHERE id BETWEEN $1 AND $2') = :d50_id AS same_pinned_path;
 RESET search_path;
+-- a row defined by 1.0 holds the caller's path as it was: it is compared
+-- pinned
+UPDATE migrations SET search_path = '"$user", public' WHERE name = 'd50_same';
+SELECT mig_define('d50_same', 'd50_same',
+	'UPDATE d50_same SET n = n + 1 WHERE id BETWEEN $1 AND $2') = :d50_id AS same_as_1_0_row;
 SELECT d50_catalog() AS before \gset
 -- another meaning, or another search_path, is another definition
 SELECT mig_define('d50_same', 'd50_same',
