@@ -18,6 +18,9 @@ OBJS = \
 	src/keys.o \
 	src/plans.o \
 	src/throttle.o \
+	src/key_index.o \
+	src/action.o \
+	src/action_checks.o \
 	src/batch.o \
 	src/retry.o \
 	src/run.o \

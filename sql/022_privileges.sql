@@ -15,12 +15,13 @@ GRANT SELECT ON h22_t TO regress_mr_bob;
 GRANT SELECT, UPDATE ON h22_t TO regress_mr_alice, regress_mr_team;
 CREATE TABLE h22_colpriv (id int PRIMARY KEY, v int);
 GRANT UPDATE (v) ON h22_colpriv TO regress_mr_bob;
--- defining needs UPDATE on the relation (and SELECT on the key)
+-- defining needs every privilege the action needs (here UPDATE on the
+-- relation) and SELECT on the key
 SET ROLE regress_mr_bob;
 SELECT mig_define('h22_bob', 'h22_t', 'UPDATE h22_t SET who = current_user WHERE id BETWEEN $1 AND $2');
 SELECT mig_define('h22_bob', 'h22_colpriv', 'UPDATE h22_colpriv SET v = 1 WHERE id BETWEEN $1 AND $2');
-SELECT mig_define('h22_bob', 'pg_class', 'SELECT $1, $2');
-SELECT mig_define('h22_bob', 'migrations', 'SELECT $1, $2');
+SELECT mig_define('h22_bob', 'pg_class', 'UPDATE pg_class SET relname = relname WHERE oid BETWEEN $1 AND $2');
+SELECT mig_define('h22_bob', 'migrations', 'UPDATE migrations SET status = status WHERE id BETWEEN $1 AND $2');
 RESET ROLE;
 SELECT count(*) FROM migrations WHERE name = 'h22_bob';
 -- the definer becomes the owner; a member acting as the group makes the

@@ -23,11 +23,18 @@ SELECT who, via = session_user AS via_session_user, count(*) FROM h23_t GROUP BY
 -- the caller's role is back after the run
 SELECT current_user = session_user AS back_to_superuser;
 -- so eve's action cannot read what eve cannot read, even when a superuser
--- runs it
+-- runs it: mig_define refuses it at once ...
 SET ROLE regress_mr_eve;
 SELECT mig_define('h23_read', 'h23_t',
 	$$UPDATE h23_t SET via = (SELECT v FROM h23_private WHERE id = 1) WHERE id BETWEEN $1 AND $2$$, 4) > 0 AS defined;
 RESET ROLE;
+-- ... and when eve loses the right after defining it, the batch fails
+GRANT SELECT ON h23_private TO regress_mr_eve;
+SET ROLE regress_mr_eve;
+SELECT mig_define('h23_read', 'h23_t',
+	$$UPDATE h23_t SET via = (SELECT v FROM h23_private WHERE id = 1) WHERE id BETWEEN $1 AND $2$$, 4) > 0 AS defined;
+RESET ROLE;
+REVOKE SELECT ON h23_private FROM regress_mr_eve;
 CALL mig_run('h23_read');
 SELECT count(*) FILTER (WHERE via = 'superuser only') AS leaked FROM h23_t;
 --

@@ -9,8 +9,11 @@
 #ifndef MIGRATION_RUNNER_COMPAT_H
 #define MIGRATION_RUNNER_COMPAT_H
 
+#include "executor/executor.h"
 #include "executor/spi.h"
+#include "nodes/plannodes.h"
 #include "utils/guc.h"
+#include "utils/plancache.h"
 
 /*
  * Shared memory must be requested from shmem_request_hook from 15 on; before
@@ -58,6 +61,34 @@
 #if PG_VERSION_NUM < 160000
 #define DatumGetItemPointer(X) ((ItemPointer) DatumGetPointer(X))
 #define ItemPointerGetDatum(X) PointerGetDatum(X)
+#endif
+
+/* MERGE is new in 15 */
+#if PG_VERSION_NUM >= 150000
+#define MR_HAVE_MERGE 1
+#endif
+
+/*
+ * The executor's permission check of a planned statement: 16 moved the
+ * permissions out of the range table into permInfos.
+ */
+#if PG_VERSION_NUM >= 160000
+#define mr_check_plan_permissions(stmt) \
+	((void) ExecCheckPermissions((stmt)->rtable, (stmt)->permInfos, true))
+#else
+#define mr_check_plan_permissions(stmt) \
+	((void) ExecCheckRTPerms((stmt)->rtable, true))
+#endif
+
+/*
+ * Releasing a cached plan that SPI_plan_get_cached_plan returned for a plan
+ * that was not saved (so not tracked by a resource owner): 14 replaced the
+ * flag by the owner.
+ */
+#if PG_VERSION_NUM >= 140000
+#define mr_release_unsaved_plan(cplan) ReleaseCachedPlan((cplan), NULL)
+#else
+#define mr_release_unsaved_plan(cplan) ReleaseCachedPlan((cplan), false)
 #endif
 
 #endif							/* MIGRATION_RUNNER_COMPAT_H */

@@ -3,40 +3,30 @@
  * define.c
  *	  mig_define: validate a managed migration completely and record it.
  *
- * Everything that can be checked is checked here, at define time, rather
- * than hours into a run: the relation and the caller's privileges on it,
- * the keyset key (the primary key, or the columns of a unique btree index on
- * NOT NULL columns, in index order), and the action, which is parsed and
- * analyzed with exactly 2k parameters typed as the key columns and must use
- * all of them.
+ * Everything that can be checked is checked at define time rather than hours
+ * into a run: the arguments, the options and the kind of relation (here), the
+ * keyset key and the caller's right to read it (key_index.c), and the action,
+ * analyzed under the pinned search_path the runner will use (action.c and
+ * action_checks.c).  The definition is then recorded; defining an existing
+ * name again returns its id when the definition means the same, and is an
+ * error otherwise.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
-#include "access/htup_details.h"
-#include "access/genam.h"
-#include "access/table.h"
-#include "catalog/index.h"
-#include "catalog/pg_am.h"
 #include "catalog/pg_class.h"
-#include "catalog/pg_index.h"
 #include "catalog/pg_type.h"
-#include "commands/defrem.h"
 #include "miscadmin.h"
-#include "nodes/nodeFuncs.h"
-#include "parser/parser.h"
-#include "utils/acl.h"
 #include "utils/array.h"
+#include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
-#include "utils/plancache.h"
-#include "utils/rel.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
-#include "compat.h"
+#include "define.h"
 #include "migration_runner.h"
 
 #define MAX_NAME_BYTES 200
@@ -72,14 +62,17 @@ check_name(const char *name)
 }
 
 /*
- * The relation must be a table (plain or partitioned) the caller may UPDATE.
+ * The relation must be a table, plain or partitioned, and not temporary (a
+ * worker could not see it).  Which privileges the caller needs on it
+ * depends on the action: action.c checks them.  Locked first, then checked,
+ * so that what is checked stays true until the definition commits.
  */
 static void
 check_relation(Oid relid)
 {
 	char		relkind;
-	AclResult	aclresult;
 
+	LockRelationOid(relid, AccessShareLock);
 	if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
@@ -91,336 +84,11 @@ check_relation(Oid relid)
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("\"%s\" is not a table", get_rel_name(relid)),
 				 errdetail("Only ordinary and partitioned tables can be migrated in batches.")));
-
-	aclresult = pg_class_aclcheck(relid, GetUserId(), ACL_UPDATE);
-	if (aclresult != ACLCHECK_OK)
-		aclcheck_error(aclresult, OBJECT_TABLE, get_rel_name(relid));
-}
-
-/*
- * Is this index usable to walk the table in key order with a row comparison:
- * a valid, immediate, unique btree index without expressions or predicate,
- * whose columns are NOT NULL and ascending, with the type's default operator
- * class and the column's collation?  If not, *why says why.
- */
-static bool
-index_is_usable_key(Relation rel, Relation index, const char **why)
-{
-	Form_pg_index idx = index->rd_index;
-	int			i;
-
-	if (index->rd_rel->relam != BTREE_AM_OID || !idx->indisunique)
-		*why = "it is not a unique btree index";
-	else if (!idx->indimmediate)
-		*why = "its uniqueness is deferrable";
-	else if (!idx->indisvalid)
-		*why = "it is not valid";
-	else if (!heap_attisnull(index->rd_indextuple, Anum_pg_index_indpred, NULL))
-		*why = "it is a partial index";
-	else if (!heap_attisnull(index->rd_indextuple, Anum_pg_index_indexprs, NULL))
-		*why = "it indexes expressions";
-	else if (idx->indnkeyatts > MR_MAX_KEY_COLUMNS)
-		*why = "it has more than 8 key columns";
-	else
-		*why = NULL;
-	if (*why)
-		return false;
-
-	for (i = 0; i < idx->indnkeyatts; i++)
-	{
-		AttrNumber	attnum = idx->indkey.values[i];
-		Form_pg_attribute att = TupleDescAttr(RelationGetDescr(rel), attnum - 1);
-
-		if (!att->attnotnull)
-			*why = psprintf("column \"%s\" is nullable", NameStr(att->attname));
-		else if (index->rd_indoption[i] & INDOPTION_DESC)
-			*why = psprintf("column \"%s\" is indexed in descending order",
-							NameStr(att->attname));
-		else if (index->rd_opfamily[i] !=
-				 get_opclass_family(GetDefaultOpClass(att->atttypid, BTREE_AM_OID)))
-			*why = psprintf("column \"%s\" uses a non-default operator class",
-							NameStr(att->attname));
-		else if (index->rd_indcollation[i] != att->attcollation)
-			*why = psprintf("column \"%s\" is indexed with another collation",
-							NameStr(att->attname));
-		if (*why)
-			return false;
-	}
-	return true;
-}
-
-static void
-key_from_index(Relation rel, Relation index, Migration *m)
-{
-	int			i;
-
-	m->nkeys = index->rd_index->indnkeyatts;
-	for (i = 0; i < m->nkeys; i++)
-	{
-		Form_pg_attribute att =
-			TupleDescAttr(RelationGetDescr(rel), index->rd_index->indkey.values[i] - 1);
-
-		m->key_names[i] = pstrdup(NameStr(att->attname));
-		m->key_types[i] = att->atttypid;
-	}
-}
-
-/*
- * Does the index have exactly these key columns, in this order?
- */
-static bool
-index_matches_columns(Relation rel, Relation index, char **names, int n)
-{
-	int			i;
-
-	if (index->rd_index->indnkeyatts != n)
-		return false;
-	for (i = 0; i < n; i++)
-	{
-		AttrNumber	attnum = index->rd_index->indkey.values[i];
-
-		if (attnum <= 0 ||
-			strcmp(NameStr(TupleDescAttr(RelationGetDescr(rel), attnum - 1)->attname),
-				   names[i]) != 0)
-			return false;
-	}
-	return true;
-}
-
-static void
-resolve_explicit_key(Relation rel, ArrayType *columns, Migration *m)
-{
-	Datum	   *elems;
-	bool	   *nulls;
-	int			n;
-	char	  **names;
-	List	   *indexes;
-	ListCell   *lc;
-	const char *why = NULL;
-	int			i;
-
-	deconstruct_array(columns, TEXTOID, -1, false, TYPALIGN_INT,
-					  &elems, &nulls, &n);
-	if (n == 0)
+	if (get_rel_persistence(relid) == RELPERSISTENCE_TEMP)
 		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("key_columns must not be empty"),
-				 errhint("Pass NULL to use the primary key.")));
-	if (n > MR_MAX_KEY_COLUMNS)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("key_columns may name at most %d columns", MR_MAX_KEY_COLUMNS)));
-	names = palloc(sizeof(char *) * n);
-	for (i = 0; i < n; i++)
-	{
-		if (nulls[i])
-			ereport(ERROR,
-					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-					 errmsg("key_columns must not contain NULL")));
-		names[i] = TextDatumGetCString(elems[i]);
-		if (get_attnum(RelationGetRelid(rel), names[i]) == InvalidAttrNumber)
-			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_COLUMN),
-					 errmsg("column \"%s\" of relation \"%s\" does not exist",
-							names[i], RelationGetRelationName(rel))));
-	}
-
-	indexes = RelationGetIndexList(rel);
-	foreach(lc, indexes)
-	{
-		Relation	index = index_open(lfirst_oid(lc), AccessShareLock);
-		bool		usable = false;
-
-		if (index_matches_columns(rel, index, names, n))
-		{
-			usable = index_is_usable_key(rel, index, &why);
-			if (usable)
-				key_from_index(rel, index, m);
-		}
-		index_close(index, AccessShareLock);
-		if (usable)
-			return;
-	}
-
-	ereport(ERROR,
-			(errcode(ERRCODE_INVALID_OBJECT_DEFINITION),
-			 errmsg("key_columns do not match a usable unique index of \"%s\"",
-					RelationGetRelationName(rel)),
-			 why ? errdetail("The index on these columns cannot be used: %s.", why)
-			 : errdetail("No unique index has exactly these key columns in this order."),
-			 errhint("The key must be the columns of a unique btree index on NOT NULL columns, in index order.")));
-}
-
-static void
-resolve_primary_key(Relation rel, Migration *m)
-{
-	Oid			pkoid = RelationGetPrimaryKeyIndex(rel);
-	Relation	index;
-	const char *why;
-
-	if (!OidIsValid(pkoid))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_OBJECT_DEFINITION),
-				 errmsg("table \"%s\" has no primary key",
-						RelationGetRelationName(rel)),
-				 errhint("Pass key_columns naming the columns of a unique index on NOT NULL columns.")));
-
-	index = index_open(pkoid, AccessShareLock);
-	if (!index_is_usable_key(rel, index, &why))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_OBJECT_DEFINITION),
-				 errmsg("the primary key of \"%s\" cannot be used as the key",
-						RelationGetRelationName(rel)),
-				 errdetail("The primary key index cannot be used: %s.", why),
-				 errhint("Pass key_columns naming the columns of another unique index.")));
-	key_from_index(rel, index, m);
-	index_close(index, AccessShareLock);
-}
-
-/*
- * The key columns must also be readable by the owner, since the bounds query
- * runs as the owner.
- */
-static void
-check_key_privileges(Oid relid, Migration *m)
-{
-	int			i;
-
-	if (pg_class_aclcheck(relid, GetUserId(), ACL_SELECT) == ACLCHECK_OK)
-		return;
-	for (i = 0; i < m->nkeys; i++)
-	{
-		AttrNumber	attnum = get_attnum(relid, m->key_names[i]);
-
-		if (pg_attribute_aclcheck(relid, attnum, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
-			ereport(ERROR,
-					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("permission denied for column \"%s\" of relation \"%s\"",
-							m->key_names[i], get_rel_name(relid)),
-					 errdetail("The runner reads the key columns as the migration's owner.")));
-	}
-}
-
-static void
-resolve_key(Oid relid, ArrayType *columns, Migration *m)
-{
-	Relation	rel = table_open(relid, AccessShareLock);
-
-	if (columns == NULL)
-		resolve_primary_key(rel, m);
-	else
-		resolve_explicit_key(rel, columns, m);
-	table_close(rel, AccessShareLock);
-	check_key_privileges(relid, m);
-}
-
-static bool
-collect_params_walker(Node *node, Bitmapset **params)
-{
-	if (node == NULL)
-		return false;
-	if (IsA(node, Param) && ((Param *) node)->paramkind == PARAM_EXTERN)
-	{
-		*params = bms_add_member(*params, ((Param *) node)->paramid);
-		return false;
-	}
-	if (IsA(node, Query))
-		return query_tree_walker((Query *) node, collect_params_walker,
-								 (void *) params, 0);
-	return expression_tree_walker(node, collect_params_walker, (void *) params);
-}
-
-typedef struct ActionContext
-{
-	const char *name;
-	const char *action;
-} ActionContext;
-
-/*
- * A syntax error's position is in the action, not in the caller's query:
- * report it as an internal query, as SPI does for the errors it raises.
- */
-static void
-action_error_context(void *arg)
-{
-	ActionContext *ctx = (ActionContext *) arg;
-	int			position = geterrposition();
-
-	if (position > 0)
-	{
-		errposition(0);
-		internalerrposition(position);
-		internalerrquery(ctx->action);
-	}
-	errcontext("action of migration \"%s\"", ctx->name);
-}
-
-/*
- * The action: one plannable statement that analyzes with the key types as
- * $1..$2k and uses each of them.  Analysis happens with the caller's
- * search_path, which is recorded and used for every batch.
- */
-static void
-check_action(const char *name, const char *action, Migration *m)
-{
-	List	   *raw;
-	Oid			argtypes[2 * MR_MAX_KEY_COLUMNS];
-	SPIPlanPtr	plan;
-	CachedPlanSource *source;
-	Bitmapset  *used = NULL;
-	ListCell   *lc;
-	ErrorContextCallback errcallback;
-	ActionContext ctx;
-	int			nparams = 2 * m->nkeys;
-	int			i;
-
-	ctx.name = name;
-	ctx.action = action;
-	errcallback.callback = action_error_context;
-	errcallback.arg = (void *) &ctx;
-	errcallback.previous = error_context_stack;
-	error_context_stack = &errcallback;
-
-	raw = mr_raw_parser(action);
-	if (list_length(raw) != 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("action must be exactly one SQL statement"),
-				 errdetail("The action contains %d statements.", list_length(raw))));
-
-	for (i = 0; i < nparams; i++)
-		argtypes[i] = m->key_types[i % m->nkeys];
-
-	SPI_connect();
-	plan = SPI_prepare(action, nparams, argtypes);
-	if (plan == NULL)
-		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-	source = linitial(SPI_plan_get_plan_sources(plan));
-	foreach(lc, source->query_list)
-	{
-		Query	   *query = lfirst_node(Query, lc);
-
-		if (query->commandType == CMD_UTILITY)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("action must be a SELECT, INSERT, UPDATE, DELETE or MERGE statement"),
-					 errdetail("Utility and transaction control statements cannot run in a batch.")));
-		(void) collect_params_walker((Node *) query, &used);
-	}
-	SPI_finish();
-
-	for (i = 1; i <= nparams; i++)
-	{
-		if (!bms_is_member(i, used))
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("action does not use parameter $%d", i),
-					 errdetail("For a key of %d column(s), $1 to $%d are the batch's first key and $%d to $%d its last key.",
-							   m->nkeys, m->nkeys, m->nkeys + 1, nparams),
-					 errhint("Restrict the action to the batch, e.g. WHERE %s BETWEEN $1 AND $%d.",
-							 quote_identifier(m->key_names[0]), m->nkeys + 1)));
-	}
-	error_context_stack = errcallback.previous;
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cannot migrate temporary table \"%s\"", get_rel_name(relid)),
+				 errdetail("Batches may run in a background worker, which cannot see this session's temporary tables.")));
 }
 
 /* an interval argument in milliseconds, -1 when NULL */
@@ -473,10 +141,28 @@ read_options(FunctionCallInfo fcinfo, Migration *m)
 }
 
 /*
+ * Does the existing action mean what the new one means?  Both are compared
+ * as analyzed, each under its own pinned search_path, so that spacing,
+ * comments, a trailing semicolon or the case of keywords make no difference.
+ * An existing action that no longer analyzes can only be compared as text.
+ */
+static bool
+same_action(Migration *old, Migration *new, const char *new_tree)
+{
+	char	   *old_tree;
+
+	if (strcmp(old->action, new->action) == 0)
+		return true;
+	old_tree = mr_action_tree_or_null(old);
+	return old_tree != NULL && strcmp(old_tree, new_tree) == 0;
+}
+
+/*
  * Which part of an existing definition differs from the new one, or NULL.
+ * new_tree is the new action as analyzed.
  */
 static const char *
-definition_difference(Migration *old, Migration *new)
+definition_difference(Migration *old, Migration *new, const char *new_tree)
 {
 	int			i;
 
@@ -487,9 +173,14 @@ definition_difference(Migration *old, Migration *new)
 	if (old->nkeys != new->nkeys)
 		return "the key columns differ";
 	for (i = 0; i < old->nkeys; i++)
-		if (strcmp(old->key_names[i], new->key_names[i]) != 0)
+		if (strcmp(old->key_names[i], new->key_names[i]) != 0 ||
+			old->key_types[i] != new->key_types[i])
 			return "the key columns differ";
-	if (strcmp(old->action, new->action) != 0)
+	/* a 1.0 row has the caller's path as it was: compare it pinned */
+	if (strcmp(mr_pinned_search_path(old->search_path ? old->search_path : ""),
+			   new->search_path) != 0)
+		return "the search_path differs";
+	if (!same_action(old, new, new_tree))
 		return "the action differs";
 	if (old->batch_size != new->batch_size)
 		return "the batch size differs";
@@ -535,9 +226,9 @@ ms_literal(int ms)
 static int64
 insert_definition(Migration *m)
 {
-	Oid			argtypes[9] = {TEXTOID, OIDOID, OIDOID, TEXTARRAYOID,
-	OIDARRAYOID, TEXTOID, TEXTOID, INT4OID, TEXTOID};
-	Datum		args[9];
+	Oid			argtypes[10] = {TEXTOID, OIDOID, OIDOID, TEXTARRAYOID,
+	OIDARRAYOID, TEXTOID, TEXTOID, INT4OID, TEXTOID, OIDOID};
+	Datum		args[10];
 	Datum		names[MR_MAX_KEY_COLUMNS];
 	Datum		types[MR_MAX_KEY_COLUMNS];
 	char	   *sql;
@@ -560,20 +251,22 @@ insert_definition(Migration *m)
 	args[7] = Int32GetDatum(m->batch_size);
 	args[8] = CStringGetTextDatum(quote_qualified_identifier(get_namespace_name(get_rel_namespace(m->relid)),
 															 get_rel_name(m->relid)));
+	args[9] = ObjectIdGetDatum(m->action_target);
 
 	sql = psprintf("INSERT INTO %s (name, status, owner, relation, key_columns, "
 				   "key_types, action, search_path, batch_size, batch_delay, "
 				   "lock_timeout, statement_timeout, max_retries, target_batch_time, "
-				   "relation_name) "
+				   "relation_name, action_target) "
 				   "VALUES ($1, 'pending', $2::regrole, $3::regclass, $4::name[], "
-				   "$5::regtype[], $6, $7, $8, %s, %s, %s, %s, %s, $9) "
+				   "$5::regtype[], $6, $7, $8, %s, %s, %s, %s, %s, $9, "
+				   "nullif($10, 0)::regclass) "
 				   "ON CONFLICT (name) DO NOTHING RETURNING id",
 				   mr_catalog_table("migrations"),
 				   ms_literal(m->batch_delay_ms), ms_literal(m->lock_timeout_ms),
 				   ms_literal(m->statement_timeout_ms),
 				   m->max_retries < 0 ? "NULL" : psprintf("%d", m->max_retries),
 				   ms_literal(m->target_batch_ms));
-	return mr_catalog_insert_returning_id(sql, 9, argtypes, args);
+	return mr_catalog_insert_returning_id(sql, lengthof(args), argtypes, args);
 }
 
 int64
@@ -582,6 +275,7 @@ mr_define_migration(FunctionCallInfo fcinfo)
 	Migration  *m = palloc0(sizeof(Migration));
 	Migration  *existing;
 	const char *difference;
+	char	   *tree;
 
 	mr_require_arg(fcinfo, ARG_NAME, "name");
 	mr_require_arg(fcinfo, ARG_RELATION, "relation");
@@ -593,7 +287,8 @@ mr_define_migration(FunctionCallInfo fcinfo)
 	m->action = text_to_cstring(PG_GETARG_TEXT_PP(ARG_ACTION));
 	m->batch_size = PG_GETARG_INT32(ARG_BATCH_SIZE);
 	m->owner = GetUserId();
-	m->search_path = pstrdup(GetConfigOption("search_path", false, false));
+	m->search_path = mr_pinned_search_path(GetConfigOption("search_path",
+														   false, false));
 
 	check_name(m->name);
 	if (m->batch_size < 1 || m->batch_size > MR_MAX_BATCH_SIZE)
@@ -607,10 +302,11 @@ mr_define_migration(FunctionCallInfo fcinfo)
 				 errmsg("action must not be empty")));
 	read_options(fcinfo, m);
 	check_relation(m->relid);
-	resolve_key(m->relid,
-				PG_ARGISNULL(ARG_KEY_COLUMNS) ? NULL : PG_GETARG_ARRAYTYPE_P(ARG_KEY_COLUMNS),
-				m);
-	check_action(m->name, m->action, m);
+	mr_resolve_key(m->relid,
+				   PG_ARGISNULL(ARG_KEY_COLUMNS) ? NULL : PG_GETARG_ARRAYTYPE_P(ARG_KEY_COLUMNS),
+				   m);
+	mr_check_key_types(m);
+	tree = mr_check_action(m);
 
 	m->id = insert_definition(m);
 	if (m->id != 0)
@@ -621,7 +317,7 @@ mr_define_migration(FunctionCallInfo fcinfo)
 		elog(ERROR, "migration \"%s\" vanished while being defined", m->name);
 	/* defining it again is using it: only for roles with its owner's rights */
 	mr_check_ownership(existing);
-	difference = definition_difference(existing, m);
+	difference = definition_difference(existing, m, tree);
 	if (difference != NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_OBJECT),

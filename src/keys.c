@@ -126,6 +126,29 @@ mr_key_type_problem(Oid typid)
 	}
 }
 
+/*
+ * Refuse a migration whose key could be read back as another value: at
+ * define time, and at run start for migrations defined by 1.0.
+ */
+void
+mr_check_key_types(Migration *m)
+{
+	int			i;
+
+	for (i = 0; i < m->nkeys; i++)
+	{
+		const char *problem = mr_key_type_problem(m->key_types[i]);
+
+		if (problem != NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("key column \"%s\" of type %s cannot be used as a migration key",
+							m->key_names[i], format_type_be(m->key_types[i])),
+					 errdetail("The cursor is stored as text, and %s.", problem),
+					 errhint("Use a key of another type, such as bigint, text, uuid or timestamptz.")));
+	}
+}
+
 void
 mr_setup_key_io(MigrationRun *run)
 {

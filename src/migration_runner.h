@@ -62,6 +62,7 @@ typedef struct Migration
 	Oid			key_types[MR_MAX_KEY_COLUMNS];
 	char	   *action;
 	char	   *search_path;
+	Oid			action_target;	/* the table the action writes, or Invalid */
 	int			batch_size;
 	int			current_batch_size; /* 0 when never set */
 
@@ -141,10 +142,14 @@ extern int64 mr_define_migration(FunctionCallInfo fcinfo);
 
 /* keys.c */
 extern const char *mr_key_type_problem(Oid typid);
+extern void mr_check_key_types(Migration *m);
 extern char *mr_format_key(char **values, int n);
 
 /* plans.c */
 extern char *mr_pinned_search_path(const char *path);
+
+/* action.c, action_checks.c: also for the runner, at run start */
+extern Oid	mr_action_write_target(SPIPlanPtr plan);
 
 /* run.c: the batch engine shared by CALL mig_run and the worker */
 typedef struct MigrationRun MigrationRun;

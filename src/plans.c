@@ -27,10 +27,11 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
-#include "utils/varlena.h"
+#include "utils/plancache.h"
 
 #include "compat.h"
 #include "migration_runner.h"
+#include "define.h"
 #include "run_internal.h"
 
 /*
@@ -69,36 +70,6 @@ param_list(int first, int n)
 		appendStringInfo(&buf, "%s$%d", i > 0 ? ", " : "", first + i);
 	if (n > 1)
 		appendStringInfoChar(&buf, ')');
-	return buf.data;
-}
-
-/*
- * A search_path as recorded for a migration, with pg_temp explicitly last.
- * Left implicit, pg_temp is searched first, and a temporary table with the
- * relation's name would capture an unqualified action.
- */
-char *
-mr_pinned_search_path(const char *path)
-{
-	char	   *raw = pstrdup(path);
-	List	   *names;
-	ListCell   *lc;
-	StringInfoData buf;
-
-	if (!SplitIdentifierString(raw, ',', &names))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid search_path \"%s\"", path)));
-	initStringInfo(&buf);
-	foreach(lc, names)
-	{
-		const char *name = lfirst(lc);
-
-		if (strcmp(name, "pg_temp") == 0 || strncmp(name, "pg_temp_", 8) == 0)
-			continue;
-		appendStringInfo(&buf, "%s, ", quote_identifier(name));
-	}
-	appendStringInfoString(&buf, "pg_temp");
 	return buf.data;
 }
 
@@ -204,6 +175,45 @@ mr_high_water_sql(MigrationRun *run)
 					run->relname, mr_key_list(m, false, true));
 }
 
+/* a relation's qualified name for a message, or its OID if it is gone */
+static char *
+relation_for_message(Oid relid)
+{
+	char	   *name = get_rel_name(relid);
+
+	if (name == NULL)
+		return psprintf("relation with OID %u", relid);
+	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+									  name);
+}
+
+/*
+ * What the action writes must still be what it wrote at define time: the
+ * same checks as mig_define's (no temporary table, no other table of the
+ * relation's name, no key column changed), and the same table.  A table
+ * created since on the recorded search_path would otherwise capture an
+ * unqualified action.
+ */
+static void
+check_action_writes(MigrationRun *run)
+{
+	CachedPlanSource *source = linitial(SPI_plan_get_plan_sources(run->action));
+	Oid			target;
+
+	mr_check_action_writes(run->m, source->query_list);
+	target = mr_action_write_target(run->action);
+	if (OidIsValid(run->m->action_target) && target != run->m->action_target)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("action of migration \"%s\" now writes to %s instead of %s",
+						run->m->name,
+						OidIsValid(target) ? relation_for_message(target) : "no table",
+						relation_for_message(run->m->action_target)),
+				 errdetail("With search_path \"%s\", the table names in the action resolve to other tables than when the migration was defined.",
+						   run->search_path),
+				 errhint("Drop the table that captures the name, or define a new version of the migration with schema-qualified names.")));
+}
+
 /* the action, analysed with the migration's own path (pg_temp last) */
 static void
 prepare_action(MigrationRun *run)
@@ -215,6 +225,7 @@ prepare_action(MigrationRun *run)
 	nestlevel = NewGUCNestLevel();
 	mr_set_guc_saved("search_path", run->search_path);
 	keep_plan(&run->action, run->m->action, 2 * run->m->nkeys, types);
+	check_action_writes(run);
 	AtEOXact_GUC(true, nestlevel);
 }
 

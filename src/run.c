@@ -215,28 +215,6 @@ fix_high_water(MigrationRun *run)
 }
 
 /*
- * A migration defined by 1.0 may have a key whose text form depends on a
- * setting that keys.c does not fix: refuse to run it rather than skip rows.
- */
-static void
-check_key_types(MigrationRun *run)
-{
-	int			i;
-
-	for (i = 0; i < run->m->nkeys; i++)
-	{
-		const char *problem = mr_key_type_problem(run->m->key_types[i]);
-
-		if (problem != NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("key column \"%s\" of type %s cannot be used as a migration key",
-							run->m->key_names[i], format_type_be(run->m->key_types[i])),
-					 errdetail("Its cursor is stored as text, and %s.", problem)));
-	}
-}
-
-/*
  * What can fail because the relation or the action changed since define
  * time, as a guarded step: lock and check the relation, prepare the plans,
  * read the cursor, fix the high-water mark on the first run, and record
@@ -258,7 +236,8 @@ setup_step(MigrationRun *run, void *result)
 				 errmsg("owner role with OID %u no longer exists", m->owner)));
 	mr_lock_relation(run);
 	mr_check_relation_unchanged(run);
-	check_key_types(run);
+	/* a migration defined by 1.0 may have a key 1.1 refuses */
+	mr_check_key_types(run->m);
 	mr_setup_key_io(run);
 	if (m->cursor)
 	{

@@ -71,7 +71,8 @@ SELECT pg_temp.row_is(
 		current_user::regrole, 'tap_users'::regclass, '{id}'::text, '{integer}'::text, 5),
 	'a defined migration is pending, owned by the definer, keyed by the primary key');
 SELECT is((SELECT search_path FROM migrations WHERE name = 'add_ts_v1'),
-		  current_setting('search_path'), 'the definer''s search_path is recorded');
+		  current_setting('search_path') || ', pg_temp',
+		  'the definer''s search_path is recorded, with pg_temp last');
 SELECT is((SELECT defined_at FROM migrations WHERE name = 'add_ts_v1'), now(),
 		  'defined_at is the defining transaction''s time');
 SELECT is(mig_has_run('add_ts_v1'), false, 'a pending migration has not run');

@@ -15,7 +15,7 @@ my @alice = (extra_params => [ '-U', 'alice' ]);
 
 $node->safe_psql('postgres', q{
 	CREATE ROLE alice LOGIN;
-	CREATE TABLE secret (x int);
+	CREATE TABLE secret (x int PRIMARY KEY);
 	INSERT INTO secret VALUES (1);
 	REVOKE ALL ON secret FROM PUBLIC;
 });
