@@ -88,7 +88,7 @@ check_relation(Oid relid)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("cannot migrate temporary table \"%s\"", get_rel_name(relid)),
-				 errdetail("Batches may run in a background worker, which cannot see this session's temporary tables.")));
+				 errdetail("Batches may run in a background worker, which cannot see the temporary tables of this session.")));
 }
 
 /* an interval argument in milliseconds, -1 when NULL */
