@@ -91,4 +91,14 @@
 #define mr_release_unsaved_plan(cplan) ReleaseCachedPlan((cplan), false)
 #endif
 
+/* 16 replaced the per-object ACL checks with object_aclcheck */
+#if PG_VERSION_NUM >= 160000
+#include "catalog/pg_database.h"
+#define mr_database_aclcheck(db, role, mode) \
+	object_aclcheck(DatabaseRelationId, (db), (role), (mode))
+#else
+#define mr_database_aclcheck(db, role, mode) \
+	pg_database_aclcheck((db), (role), (mode))
+#endif
+
 #endif							/* MIGRATION_RUNNER_COMPAT_H */

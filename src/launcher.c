@@ -51,14 +51,6 @@
 #include "migration_runner.h"
 #include "worker.h"
 
-#if PG_VERSION_NUM >= 160000
-#include "catalog/pg_database.h"
-#define mr_database_aclcheck(db, role, mode) \
-	object_aclcheck(DatabaseRelationId, (db), (role), (mode))
-#else
-#define mr_database_aclcheck(db, role, mode) \
-	pg_database_aclcheck((db), (role), (mode))
-#endif
 
 #define MAX_TRACKED			64
 #define MIN_BACKOFF_MS		1000
