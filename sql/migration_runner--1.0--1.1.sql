@@ -46,3 +46,13 @@ UPDATE migration_batches b
  WHERE m.id = b.migration_id AND m.relation IS NOT NULL;
 
 DROP FUNCTION mr_canonical_keys(text[], regtype[]);
+
+/*
+ * mig_drop: remove a migration and its history (ON DELETE CASCADE), so that
+ * its name can be used again.  Owner, member of the owning role or
+ * superuser; refused while the migration is running or a runner holds it.
+ */
+CREATE FUNCTION mig_drop(name text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'mig_drop'
+LANGUAGE C;

@@ -9,7 +9,7 @@
  *
  * The functions themselves live by concern: seed.c (the seed's functions for
  * application-driven migrations), control.c (pause, resume, cancel, reset,
- * wait), mig_run.c (CALL mig_run) and status.c (the one table of the
+ * drop, wait), mig_run.c (CALL mig_run) and status.c (the one table of the
  * status transitions they all obey).  Every function that changes a
  * migration checks that the caller has the privileges of its owner, and
  * writes the catalog through catalog.c.

@@ -3,7 +3,7 @@
  * api.h
  *	  Declarations shared by the files of the SQL-callable functions:
  *	  api.c (argument and lookup helpers, mig_define), seed.c (the seed's
- *	  functions), control.c (pause, resume, cancel, reset, wait),
+ *	  functions), control.c (pause, resume, cancel, reset, drop, wait),
  *	  mig_run.c (CALL mig_run) and status.c (the legal status transitions).
  *
  *-------------------------------------------------------------------------
@@ -27,8 +27,8 @@ extern void mr_warn_if_no_worker(Migration *m);
 
 /*
  * status.c: what each operation of the SQL API may do to a migration in
- * each status.  The operations are those that change a migration's status;
- * see the table in status.c.
+ * each status.  The operations are those that change a migration's status
+ * (or remove it); see the table in status.c.
  */
 typedef enum MigOperation
 {
@@ -39,10 +39,11 @@ typedef enum MigOperation
 	MIG_OP_RESET,
 	MIG_OP_RUN,
 	MIG_OP_COMPLETE,
-	MIG_OP_FAIL
+	MIG_OP_FAIL,
+	MIG_OP_DROP
 } MigOperation;
 
-#define MIG_NUM_OPERATIONS (MIG_OP_FAIL + 1)
+#define MIG_NUM_OPERATIONS (MIG_OP_DROP + 1)
 
 extern bool mr_transition(Migration *m, MigOperation op, const char **to);
 

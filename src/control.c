@@ -2,7 +2,8 @@
  *
  * control.c
  *	  Controlling a migration from SQL: mig_pause, mig_resume, mig_cancel,
- *	  mig_reset, and mig_wait, which blocks until a migration is done.
+ *	  mig_reset, mig_drop, and mig_wait, which blocks until a migration is
+ *	  done.
  *
  * Each checks the caller's privileges on the migration, then asks the
  * transition table (status.c) whether the operation may act on the
@@ -13,6 +14,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/pg_type.h"
 #include "fmgr.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
@@ -24,6 +26,7 @@ PG_FUNCTION_INFO_V1(mig_pause);
 PG_FUNCTION_INFO_V1(mig_resume);
 PG_FUNCTION_INFO_V1(mig_cancel);
 PG_FUNCTION_INFO_V1(mig_reset);
+PG_FUNCTION_INFO_V1(mig_drop);
 PG_FUNCTION_INFO_V1(mig_wait);
 
 /*
@@ -99,6 +102,32 @@ mig_reset(PG_FUNCTION_ARGS)
 	mr_catalog_exec(psprintf("DELETE FROM %s WHERE migration_id = " INT64_FORMAT,
 							 mr_catalog_table("migration_batches"), m->id),
 					0, NULL, NULL, SPI_OK_DELETE);
+	PG_RETURN_VOID();
+}
+
+/*
+ * mig_drop(name): remove a migration and, by the catalog's ON DELETE
+ * CASCADE, its history.  Refused while it is running or a runner still
+ * holds it (status.c).  The name is free again at commit; sessions waiting
+ * in mig_wait wake up and report that the migration no longer exists.
+ */
+Datum
+mig_drop(PG_FUNCTION_ARGS)
+{
+	char	   *name = mr_name_arg(fcinfo, 0);
+	Migration  *m = mr_existing_migration(name, true);
+	Oid			argtypes[1] = {INT8OID};
+	Datum		args[1];
+	const char *to;
+
+	mr_check_ownership(m);
+	(void) mr_transition(m, MIG_OP_DROP, &to);
+
+	args[0] = Int64GetDatum(m->id);
+	mr_catalog_exec(psprintf("DELETE FROM %s WHERE id = $1",
+							 mr_catalog_table("migrations")),
+					1, argtypes, args, SPI_OK_DELETE);
+	mr_announce_change_at_commit();
 	PG_RETURN_VOID();
 }
 

@@ -6,6 +6,15 @@
  *	  the seed's semantics (hasMigrationRun, startMigration, ...); mig_start
  *	  also starts managed migrations.
  *
+ * Names cannot be squatted.  Any role may start a migration under any free
+ * name, so another role could take the name of an application's migration
+ * and complete it.  mig_has_run therefore counts a completed migration only
+ * for the role that owns it and the roles that have its privileges through
+ * membership (a superuser's privileges over every role do not count), so
+ * another role's row never makes an application skip its migration; and
+ * mig_start of a name owned by a role whose privileges the caller lacks
+ * fails loudly, saying who owns it and how to remove it.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -13,6 +22,7 @@
 #include "catalog/pg_type.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 
 #include "api.h"
@@ -24,13 +34,33 @@ PG_FUNCTION_INFO_V1(mig_update_progress);
 PG_FUNCTION_INFO_V1(mig_complete);
 PG_FUNCTION_INFO_V1(mig_fail);
 
+/*
+ * Is a migration owned by this role the caller's own work?  True for the
+ * owner and for roles that have its privileges through membership.  Not
+ * for a superuser merely because it is one: a superuser may act on every
+ * migration, but another role's completed migration is not proof that the
+ * superuser's application has run its own.
+ */
+static bool
+counts_as_own(Oid owner)
+{
+	Oid			me = GetUserId();
+
+	if (me == owner)
+		return true;
+	if (superuser_arg(me))
+		return is_member_of_role_nosuper(me, owner);
+	return has_privs_of_role(me, owner);
+}
+
 Datum
 mig_has_run(PG_FUNCTION_ARGS)
 {
 	char	   *name = mr_name_arg(fcinfo, 0);
 	Migration  *m = mr_migration_by_name(name, false);
 
-	PG_RETURN_BOOL(m != NULL && STATUS_IS(m, MR_STATUS_COMPLETED));
+	PG_RETURN_BOOL(m != NULL && STATUS_IS(m, MR_STATUS_COMPLETED) &&
+				   counts_as_own(m->owner));
 }
 
 /*
@@ -77,6 +107,53 @@ start_application_migration(const char *name)
 	return id;
 }
 
+/*
+ * mig_start's ownership check.  Its hint is for the application whose
+ * migration's name another role holds: it says who, and how to free it.
+ */
+static void
+check_start_privileges(Migration *m)
+{
+	const char *owner;
+	const char *quoted;
+
+	if (has_privs_of_role(GetUserId(), m->owner))
+		return;
+	owner = GetUserNameFromId(m->owner, true);
+	quoted = quote_literal_cstr(m->name);
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("must be owner of migration \"%s\"", m->name),
+			 errdetail("The migration is owned by role \"%s\".",
+					   owner ? owner : "(dropped)"),
+			 owner ?
+			 errhint("Migration names are unique in a database. Choose another name, or ask role \"%s\" or a superuser to remove this migration with mig_drop(%s).",
+					 owner, quoted) :
+			 errhint("Migration names are unique in a database. Choose another name, or ask a superuser to remove this migration with mig_drop(%s).",
+					 quoted)));
+}
+
+/*
+ * A superuser's application finds another role's migration completed under
+ * its name: mig_has_run said false, so say why the start is refused.
+ */
+static void
+check_completed_by_other(Migration *m)
+{
+	const char *owner;
+
+	if (!STATUS_IS(m, MR_STATUS_COMPLETED) || counts_as_own(m->owner))
+		return;
+	owner = GetUserNameFromId(m->owner, true);
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("migration \"%s\" already completed", m->name),
+			 errdetail("It was completed by role \"%s\"; mig_has_run() counts a migration only for its owner and the members of the owning role.",
+					   owner ? owner : "(dropped)"),
+			 errhint("If it is not yours, remove it with mig_drop(%s) and start it again.",
+					 quote_literal_cstr(m->name))));
+}
+
 Datum
 mig_start(PG_FUNCTION_ARGS)
 {
@@ -93,9 +170,11 @@ mig_start(PG_FUNCTION_ARGS)
 		m = mr_existing_migration(name, true);
 	}
 
+	/* privileges first: another role's migration is refused whatever its status */
+	check_start_privileges(m);
+	check_completed_by_other(m);
 	if (!mr_transition(m, MIG_OP_START, &to))
 		PG_RETURN_INT64(m->id);
-	mr_check_ownership(m);
 
 	if (MigrationIsManaged(m))
 	{

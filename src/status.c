@@ -3,7 +3,7 @@
  * status.c
  *	  The legal status transitions of a migration, in one table.
  *
- * Every SQL function that changes a migration's status asks
+ * Every SQL function that changes a migration's status (or removes it) asks
  * mr_transition() first, with the operation it is about to perform: the
  * table below says, for each operation and each current status, whether the
  * operation moves the migration to a new status, finds it already where the
@@ -55,7 +55,8 @@ typedef enum TransitionKind
 {
 	T_MOVE,						/* go to the status in the entry */
 	T_ALREADY,					/* already there: NOTICE, nothing to do */
-	T_REFUSE					/* ERROR */
+	T_REFUSE,					/* ERROR */
+	T_REMOVE					/* the migration goes away (mig_drop) */
 } TransitionKind;
 
 /* what the caller is told when it is not simply a move */
@@ -69,7 +70,8 @@ typedef enum TransitionMessage
 	MSG_PAUSED_FIRST,			/* ... is paused; resume it first */
 	MSG_CANCELLED,				/* ... was cancelled; start or reset it */
 	MSG_NOT_IN,					/* ... is not <the status it needs> */
-	MSG_IN_USE					/* ... is running; pause or cancel it */
+	MSG_IN_USE,					/* ... is running; pause or cancel it */
+	MSG_IN_USE_HERE				/* ... is running, in this very session */
 } TransitionMessage;
 
 typedef struct Transition
@@ -84,6 +86,7 @@ typedef struct Transition
 #define ALREADY(msg)	{T_ALREADY, MS_NONE, (msg)}
 #define REFUSE(msg)		{T_REFUSE, MS_NONE, (msg)}
 #define NEEDS(status)	{T_REFUSE, (status), MSG_NOT_IN}
+#define REMOVE			{T_REMOVE, MS_NONE, MSG_NONE}
 
 /*
  * The table: one row per operation, one column per current status, in the
@@ -93,7 +96,7 @@ typedef struct Transition
  * cursor, an application-driven one from zero, as the seed does); mig_run
  * takes a pending or failed one, and a running one that no runner holds;
  * mig_complete and mig_fail are the application's word and apply in any
- * status; mig_reset refuses only a running migration (and, see
+ * status; mig_reset and mig_drop refuse only a running migration (and, see
  * needs_idle_runner, one whose runner is still finishing a batch).
  */
 static const Transition transitions[MIG_NUM_OPERATIONS][MS_NUM_STATUSES] = {
@@ -128,16 +131,23 @@ static const Transition transitions[MIG_NUM_OPERATIONS][MS_NUM_STATUSES] = {
 	[MIG_OP_FAIL] = {
 		MOVE(MS_FAILED), MOVE(MS_FAILED), MOVE(MS_FAILED),
 		MOVE(MS_FAILED), MOVE(MS_FAILED), MOVE(MS_FAILED)
+	},
+	[MIG_OP_DROP] = {
+		REMOVE, REFUSE(MSG_IN_USE), REMOVE,
+		REMOVE, REMOVE, REMOVE
 	}
 };
 
 /*
  * Operations that must not act while a runner still holds the migration,
  * whatever its status: a runner that was paused finishes its batch first,
- * and starting over under that batch would lose it.
+ * and starting over or removing the row under that batch would lose it.
+ * The runner may be this very session, when the action of a batch calls
+ * the operation on its own migration.
  */
 static const bool needs_idle_runner[MIG_NUM_OPERATIONS] = {
-	[MIG_OP_RESET] = true
+	[MIG_OP_RESET] = true,
+	[MIG_OP_DROP] = true
 };
 
 static MigStatus
@@ -212,12 +222,18 @@ report(Migration *m, const Transition *t)
 					 errmsg("migration \"%s\" is running", name),
 					 errhint("Pause or cancel it first.")));
 			break;
+		case MSG_IN_USE_HERE:
+			ereport(level,
+					(errcode(ERRCODE_OBJECT_IN_USE),
+					 errmsg("migration \"%s\" is running", name),
+					 errdetail("This session runs it: an action cannot reset or drop the migration whose batch it is part of.")));
+			break;
 	}
 }
 
 /*
  * May operation op act on migration m now?  Returns true with *to set to
- * the status to write;
+ * the status to write (NULL when the operation removes the migration);
  * false, after a NOTICE, when the migration already is where op would take
  * it; raises an ERROR when op may not act on m in its status.
  */
@@ -225,6 +241,7 @@ bool
 mr_transition(Migration *m, MigOperation op, const char **to)
 {
 	static const Transition in_use = REFUSE(MSG_IN_USE);
+	static const Transition in_use_here = REFUSE(MSG_IN_USE_HERE);
 	const Transition *t;
 
 	Assert(op >= 0 && op < MIG_NUM_OPERATIONS);
@@ -239,11 +256,16 @@ mr_transition(Migration *m, MigOperation op, const char **to)
 		report(m, t);
 		return false;
 	}
+	if (needs_idle_runner[op] && mr_runner_is_mine(m->id))
+	{
+		report(m, &in_use_here);
+		pg_unreachable();		/* an ERROR */
+	}
 	if (needs_idle_runner[op] && mr_runner_is_active(m->id))
 	{
 		report(m, &in_use);
 		pg_unreachable();		/* an ERROR */
 	}
-	*to = status_names[t->status];
+	*to = t->kind == T_MOVE ? status_names[t->status] : NULL;
 	return true;
 }
