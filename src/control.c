@@ -92,6 +92,8 @@ mig_reset(PG_FUNCTION_ARGS)
 	if (!mr_transition(m, MIG_OP_RESET, &to))
 		PG_RETURN_VOID();
 
+	/* the notification reports the progress after the reset: none */
+	m->processed = 0;
 	mr_set_status(m, to,
 				  "started_at = NULL, completed_at = NULL, " MR_CLEAR_ERROR ", "
 				  "processed = 0, scanned = 0, batches = 0, retries = 0, "

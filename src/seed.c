@@ -185,6 +185,7 @@ mig_start(PG_FUNCTION_ARGS)
 	else
 	{
 		/* the seed resets a failed migration's progress */
+		m->processed = 0;		/* what the notification reports */
 		mr_set_status(m, to,
 					  "started_at = now(), " MR_CLEAR_ERROR ", processed = 0, completed_at = NULL");
 	}
