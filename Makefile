@@ -26,6 +26,10 @@ OBJS = \
 	src/run.o \
 	src/runlock.o \
 	src/api.o \
+	src/status.o \
+	src/seed.o \
+	src/control.o \
+	src/mig_run.o \
 	src/launcher.o \
 	src/worker.o
 

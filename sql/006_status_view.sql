@@ -1,7 +1,8 @@
 --
 -- 006_status_view: the columns of mig_status for application-driven and
--- managed migrations in each state: kind, progress, the planner's estimate,
--- percent, rate and ETA, and the action (shown only to the owner's roles).
+-- managed migrations in each state: kind, progress, the estimate of the
+-- total, percent, rate and ETA, and the action (shown only to the owner's
+-- roles).
 -- Timestamps, durations, rates and pids vary from run to run: only whether
 -- they are set is shown.
 --
@@ -41,7 +42,9 @@ SELECT mig_complete(:s06_app_id);
 SELECT * FROM s06_status('s06_app_v1');
 
 -- ---------------------------------------------------------------------------
--- managed: 100 rows; no estimate until the table is analyzed
+-- managed: 100 rows; until the table is analyzed, the estimate is its live
+-- rows in the cumulative statistics (see 060; flushed here, so that the
+-- count is exact), then the planner's
 CREATE TABLE s06_users (id int PRIMARY KEY, d int NOT NULL DEFAULT 1,
 						touched int NOT NULL DEFAULT 0);
 INSERT INTO s06_users (id) SELECT g FROM generate_series(1, 100) g;
@@ -49,6 +52,7 @@ UPDATE s06_users SET d = 0 WHERE id = 65;
 SELECT mig_define('s06_users_v1', 's06_users',
   $$UPDATE s06_users SET touched = touched + 1 / d WHERE id BETWEEN $1 AND $2$$,
   batch_size => 20) > 0 AS defined;
+SELECT pg_stat_force_next_flush();
 SELECT * FROM s06_status('s06_users_v1');
 ANALYZE s06_users;
 SELECT status, total_estimate, percent, eta FROM mig_status WHERE name = 's06_users_v1';

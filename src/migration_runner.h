@@ -181,6 +181,7 @@ extern const char *mr_outcome_name(RunOutcome outcome);
 extern bool mr_try_lock_runner(int64 migration_id);
 extern void mr_unlock_runner(int64 migration_id);
 extern bool mr_runner_is_active(int64 migration_id);
+extern bool mr_runner_is_mine(int64 migration_id);
 
 /* launcher.c and worker.c: bgworker entry points */
 extern void mr_register_launcher(void);

@@ -7,7 +7,8 @@
  *
  * Whoever runs a migration (CALL mig_run or a worker) holds it, so there is
  * never more than one runner per migration.  Others only look at it: the
- * launcher before starting a worker, mig_reset before starting over.
+ * launcher before starting a worker, mig_reset before starting over and
+ * mig_drop before removing the migration.
  * Looking must not take the lock, even for an instant, or a CALL mig_run
  * whose try-lock lands in that instant would be refused.
  *
@@ -47,13 +48,14 @@ mr_unlock_runner(int64 migration_id)
 }
 
 /*
- * Does some other process run this migration right now?  Reads the lock
- * table, as pg_locks does, without requesting the lock.  (GetLockConflicts
- * would be cheaper but names holders by their current transaction, and a
- * runner between two of its transactions has none.)
+ * Does a process run this migration right now: another one (mine = false)
+ * or this one (mine = true)?  Reads the lock table, as pg_locks does,
+ * without requesting the lock.  (GetLockConflicts would be cheaper but names
+ * holders by their current transaction, and a runner between two of its
+ * transactions has none.)
  */
-bool
-mr_runner_is_active(int64 migration_id)
+static bool
+runner_lock_held(int64 migration_id, bool mine)
 {
 	LOCKTAG		tag;
 	LockData   *locks;
@@ -66,11 +68,27 @@ mr_runner_is_active(int64 migration_id)
 	{
 		LockInstanceData *lock = &locks->locks[i];
 
-		held = lock->pid != MyProcPid &&
+		held = (lock->pid == MyProcPid) == mine &&
 			(lock->holdMask & LOCKBIT_ON(ExclusiveLock)) != 0 &&
 			memcmp(&lock->locktag, &tag, sizeof(LOCKTAG)) == 0;
 	}
 	pfree(locks->locks);
 	pfree(locks);
 	return held;
+}
+
+bool
+mr_runner_is_active(int64 migration_id)
+{
+	return runner_lock_held(migration_id, false);
+}
+
+/*
+ * Is this process the migration's runner?  True inside its own batches, in
+ * an action that calls the SQL API on the migration it belongs to.
+ */
+bool
+mr_runner_is_mine(int64 migration_id)
+{
+	return runner_lock_held(migration_id, true);
 }

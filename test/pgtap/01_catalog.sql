@@ -276,7 +276,8 @@ SELECT set_eq(
 		  'function mig_fail(bigint,text)',
 		  'function mig_define(text,regclass,text,integer,text[],interval,interval,interval,integer,interval)',
 		  'function mig_pause(text)', 'function mig_resume(text)', 'function mig_cancel(text)',
-		  'function mig_reset(text)', 'function mig_run(text)', 'function mig_wait(text,interval)'],
+		  'function mig_reset(text)', 'function mig_run(text)', 'function mig_wait(text,interval)',
+		  'function mig_drop(text)'],
 	'the extension consists of exactly its catalog, view and functions');
 SELECT set_eq(
 	$$SELECT unnest(extconfig)::regclass::text FROM pg_extension WHERE extname = 'migration_runner'$$,

@@ -3,7 +3,7 @@
 -- the caller's behalf only for migrations the caller owns (or whose owning
 -- role the caller is a member of).
 BEGIN;
-SELECT plan(66);
+SELECT plan(76);
 
 SET LOCAL search_path = public;
 SET LOCAL client_min_messages = warning;
@@ -48,7 +48,8 @@ SELECT function_privs_are(fn, args, 'mr_tap_bob', ARRAY['EXECUTE'])
 	('mig_cancel', ARRAY['text']),
 	('mig_reset', ARRAY['text']),
 	('mig_run', ARRAY['text']),
-	('mig_wait', ARRAY['text', 'interval'])) AS f(fn, args);
+	('mig_wait', ARRAY['text', 'interval']),
+	('mig_drop', ARRAY['text'])) AS f(fn, args);
 
 -- ---------------------------------------------------------------------------
 -- a non-superuser cannot write either table
@@ -170,6 +171,31 @@ SELECT lives_ok($$SELECT mig_cancel('alice_managed')$$, 'a superuser may cancel 
 SELECT is((SELECT action FROM mig_status WHERE name = 'alice_managed'),
 		  'UPDATE tap_items SET v = v + 1 WHERE id BETWEEN $1 AND $2',
 		  'a superuser sees every action');
+
+-- ---------------------------------------------------------------------------
+-- names cannot be squatted: a completed migration has run for its owner and
+-- the members of the owning role only, so another role's migration of the
+-- same name never makes an application skip its own; only the owner, a
+-- member or a superuser may drop it
+SET LOCAL ROLE mr_tap_alice;
+SELECT lives_ok($$SELECT mig_complete(id) FROM migrations WHERE name = 'alice_app'$$,
+	'alice completes her application-driven migration');
+SELECT is(mig_has_run('alice_app'), true, 'it has run for alice');
+SET LOCAL ROLE mr_tap_carol;
+SELECT is(mig_has_run('alice_app'), true, 'and for a member of her role');
+SET LOCAL ROLE mr_tap_bob;
+SELECT is(mig_has_run('alice_app'), false, 'not for another role');
+SELECT throws_ok($$SELECT mig_start('alice_app')$$,
+	'42501', 'must be owner of migration "alice_app"',
+	'another role''s mig_start of the name fails loudly');
+SELECT throws_ok($$SELECT mig_drop('alice_app')$$,
+	'42501', 'must be owner of migration "alice_app"',
+	'mig_drop of another role''s migration is refused');
+RESET ROLE;
+SELECT is(mig_has_run('alice_app'), false,
+	'nor for a superuser that is not a member of her role');
+SELECT lives_ok($$SELECT mig_drop('alice_app')$$, 'a superuser may drop any migration');
+SELECT is_empty($$SELECT 1 FROM migrations WHERE name = 'alice_app'$$, 'alice_app is gone');
 
 -- ---------------------------------------------------------------------------
 -- the functions find the real catalog whatever the caller's search_path

@@ -2,7 +2,7 @@
 -- argument types, argument names, defaults, return types, language,
 -- volatility and strictness.
 BEGIN;
-SELECT plan(108);
+SELECT plan(116);
 
 SET LOCAL search_path = public;
 
@@ -20,7 +20,8 @@ INSERT INTO api VALUES
 	('mig_resume',          '{text}',          'void',    'volatile', 8),
 	('mig_cancel',          '{text}',          'void',    'volatile', 9),
 	('mig_reset',           '{text}',          'void',    'volatile', 10),
-	('mig_wait',            '{text,interval}', 'text',    'volatile', 11);
+	('mig_wait',            '{text,interval}', 'text',    'volatile', 11),
+	('mig_drop',            '{text}',          'void',    'volatile', 12);
 
 SELECT has_function('public', fn, args) FROM api ORDER BY ord;
 SELECT function_returns('public', fn, args, returns) FROM api ORDER BY ord;
@@ -39,7 +40,7 @@ SELECT isnt_strict('public', 'mig_run', ARRAY['text']);
 -- no other overloads of the API's names
 SELECT is((SELECT count(*)::int FROM pg_proc
 			WHERE pronamespace = 'public'::regnamespace AND proname LIKE 'mig\_%'),
-		  12, 'the API has exactly twelve routines, none overloaded');
+		  13, 'the API has exactly thirteen routines, none overloaded');
 
 -- argument names and defaults, as callers see them (named notation)
 SELECT is(pg_get_function_arguments(p::regprocedure), args, 'arguments of ' || p)
@@ -61,7 +62,8 @@ SELECT is(pg_get_function_arguments(p::regprocedure), args, 'arguments of ' || p
 	('mig_cancel(text)', 'name text'),
 	('mig_reset(text)', 'name text'),
 	('mig_run(text)', 'IN name text'),
-	('mig_wait(text,interval)', 'name text, timeout interval DEFAULT NULL::interval')) AS f(p, args);
+	('mig_wait(text,interval)', 'name text, timeout interval DEFAULT NULL::interval'),
+	('mig_drop(text)', 'name text')) AS f(p, args);
 SELECT is((SELECT pronargdefaults::int FROM pg_proc WHERE oid = p::regprocedure), n,
 		  p || ' has ' || n || ' default(s)')
   FROM (VALUES
@@ -132,6 +134,8 @@ SELECT throws_ok($$SELECT mig_reset(NULL)$$, '22004', 'argument "name" must not 
 				 'mig_reset(NULL)');
 SELECT throws_ok($$SELECT mig_wait(NULL)$$, '22004', 'argument "name" must not be null',
 				 'mig_wait(NULL)');
+SELECT throws_ok($$SELECT mig_drop(NULL)$$, '22004', 'argument "name" must not be null',
+				 'mig_drop(NULL)');
 -- CALL inside a transaction block is refused before anything else
 SELECT throws_ok($$CALL mig_run('sig_all')$$, '25001',
 				 'mig_run cannot run inside a transaction block',

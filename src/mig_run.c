@@ -1,0 +1,138 @@
+/*-------------------------------------------------------------------------
+ *
+ * mig_run.c
+ *	  CALL mig_run(name): the batch engine in the calling session.
+ *
+ * A procedure with transaction control: it takes the runner lock, marks the
+ * migration running, and runs the remaining batches through the same engine
+ * as the background worker (run.c), committing after each.  How the run
+ * ended is reported to the caller: a NOTICE when someone paused or
+ * cancelled it, the failing batch's own error when it failed.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "nodes/parsenodes.h"
+#include "utils/builtins.h"
+
+#include "api.h"
+#include "compat.h"
+#include "migration_runner.h"
+
+PG_FUNCTION_INFO_V1(mig_run);
+
+static void
+procedure_commit_and_begin(void)
+{
+	mr_spi_commit();
+}
+
+static bool
+procedure_should_stop(void)
+{
+	return false;
+}
+
+static const RunnerHooks procedure_hooks = {
+	procedure_commit_and_begin,
+	procedure_should_stop
+};
+
+/*
+ * Tell the caller of CALL mig_run how the run ended.  A failure is raised
+ * with the failing batch's own SQLSTATE, its message, and what identifies
+ * the row behind it (the error's detail, hint and context).
+ */
+static void
+report_outcome(const char *name, RunOutcome outcome, int sqlerrcode)
+{
+	Migration  *m;
+
+	switch (outcome)
+	{
+		case RUN_COMPLETED:
+			break;
+		case RUN_STOPPED:
+		case RUN_INTERRUPTED:
+			m = mr_existing_migration(name, false);
+			ereport(NOTICE,
+					(errmsg("migration \"%s\" stopped because it is now %s",
+							name, m->status)));
+			break;
+		case RUN_FAILED:
+			m = mr_existing_migration(name, false);
+			ereport(ERROR,
+					(errcode(sqlerrcode != 0 ? sqlerrcode : ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
+					 errmsg("migration \"%s\" failed", name),
+					 errdetail("%s%s%s", m->error ? m->error : "unknown error",
+							   m->error_detail ? "\n" : "",
+							   m->error_detail ? m->error_detail : ""),
+					 m->error_hint ? errhint("%s", m->error_hint) :
+					 errhint("Fix the cause, then run it again: it resumes after the last committed batch."),
+					 m->error_context ? errcontext("%s", m->error_context) : 0));
+			break;
+	}
+}
+
+static void
+mig_run_checked(Migration *m)
+{
+	RunOutcome	outcome;
+	int			sqlerrcode;
+
+	if (!STATUS_IS(m, MR_STATUS_RUNNING))
+		mr_set_status(m, MR_STATUS_RUNNING, "started_at = now(), " MR_CLEAR_ERROR);
+	mr_spi_commit();
+	mr_pin_transaction();
+	outcome = mr_run_migration(m->id, &procedure_hooks, &sqlerrcode);
+	report_outcome(m->name, outcome, sqlerrcode);
+}
+
+Datum
+mig_run(PG_FUNCTION_ARGS)
+{
+	char	   *name = mr_name_arg(fcinfo, 0);
+	Migration  *m;
+	const char *to;
+
+	if (fcinfo->context == NULL || !IsA(fcinfo->context, CallContext) ||
+		castNode(CallContext, fcinfo->context)->atomic)
+		ereport(ERROR,
+				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+				 errmsg("mig_run cannot run inside a transaction block"),
+				 errdetail("It commits after every batch."),
+				 errhint("Call it with CALL outside BEGIN ... COMMIT and outside functions.")));
+
+	SPI_connect_ext(SPI_OPT_NONATOMIC);
+	m = mr_existing_migration(name, true);
+	mr_require_managed(m, "mig_run");
+	mr_check_ownership(m);
+	/* completed: a NOTICE; paused or cancelled: an ERROR (status.c) */
+	if (!mr_transition(m, MIG_OP_RUN, &to))
+	{
+		SPI_finish();
+		PG_RETURN_VOID();
+	}
+
+	if (!mr_try_lock_runner(m->id))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_IN_USE),
+				 errmsg("migration \"%s\" is being run by another process", name),
+				 errhint("Wait for it with mig_wait(%s), or pause it with mig_pause(%s).",
+						 quote_literal_cstr(name), quote_literal_cstr(name))));
+	PG_TRY();
+	{
+		mig_run_checked(m);
+	}
+	PG_FINALLY();
+	{
+		mr_unlock_runner(m->id);
+	}
+	PG_END_TRY();
+
+	SPI_finish();
+	PG_RETURN_VOID();
+}
