@@ -13,7 +13,9 @@
 # Environment: BENCH_BATCHES (default "1000 10000"), BENCH_METHODS (default
 # "a b c d e f"), BENCH_LATENCY_RUNS (default 20), BENCH_RSS=0 turns off the
 # sampling of the worker's memory, BENCH_KEEP=1 keeps the temporary directory
-# (cluster and server log).
+# (cluster and server log), MR_PG_BINDIR another (relocated) copy of the
+# server to build against, install into and run (default
+# /usr/lib/postgresql/15/bin).
 #
 # It builds and installs the extension from a copy of this tree, starts a
 # throw-away cluster as postgres (Unix socket in a temporary directory, no
@@ -43,7 +45,7 @@
 #
 set -euo pipefail
 
-PGBIN=/usr/lib/postgresql/15/bin
+PGBIN=${MR_PG_BINDIR:-/usr/lib/postgresql/15/bin}
 export PATH="$PGBIN:$PATH"
 export LANG=C.UTF-8 LC_ALL=C.UTF-8
 
@@ -498,7 +500,6 @@ done
 # dynamic worker and its connection: what a user waits after COMMIT.  Each
 # run defines a new migration on a 1000-row table (one batch) and waits for
 # it to complete before the next.
-LAT_LINES=()
 if [ "$EXT_OK" = 1 ] && [ "$LATENCY_RUNS" -gt 0 ]; then
 	say "[$(elapsed)s] start-to-first-batch latency, $LATENCY_RUNS starts"
 	q -c "CREATE TABLE lat_users (id bigint PRIMARY KEY, email text NOT NULL,
