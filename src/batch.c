@@ -114,20 +114,28 @@ lock_row_status(MigrationRun *run)
 
 /*
  * Insert (or replace) one row of batch history from the history_insert
- * arguments, then drop the row that falls out of the window.  Runs inside
+ * arguments, then drop the rows that fall out of the window.  Runs inside
  * mr_catalog_enter; args[1] is overwritten.
+ *
+ * The prune starts where the last one of this run stopped: rows it deleted
+ * stay in the index until VACUUM, and a scan from the lowest batch would
+ * walk all of them on every batch.
  */
 void
 mr_insert_history(MigrationRun *run, int64 batch, Datum *args, char *nulls)
 {
+	Datum		prune_args[3];
+
 	if (SPI_execute_plan(run->history_insert, args, nulls, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not record batch history");
-	if (batch > mr_history_size)
-	{
-		args[1] = Int64GetDatum(batch - mr_history_size);
-		if (SPI_execute_plan(run->history_prune, args, NULL, false, 0) != SPI_OK_DELETE)
-			elog(ERROR, "could not prune batch history");
-	}
+	if (batch - mr_history_size <= run->pruned_to)
+		return;
+	prune_args[0] = args[0];
+	prune_args[1] = Int64GetDatum(run->pruned_to);
+	prune_args[2] = Int64GetDatum(batch - mr_history_size);
+	if (SPI_execute_plan(run->history_prune, prune_args, NULL, false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "could not prune batch history");
+	run->pruned_to = batch - mr_history_size;
 }
 
 /*

@@ -149,12 +149,44 @@ mr_check_key_types(Migration *m)
 	}
 }
 
+/*
+ * Does the text form of this (accepted) key type follow a setting that the
+ * canonical settings fix?  Keys of other types (integers, numeric, text,
+ * uuid, ...) are converted without switching settings, which saves a batch
+ * ten GUC assignments.
+ */
+static bool
+text_follows_settings(Oid typid)
+{
+	Oid			base = getBaseType(typid);
+	Oid			elem = get_element_type(base);
+
+	if (OidIsValid(elem))
+		return text_follows_settings(elem);
+	switch (base)
+	{
+		case DATEOID:
+		case TIMEOID:
+		case TIMETZOID:
+		case TIMESTAMPOID:
+		case TIMESTAMPTZOID:
+		case INTERVALOID:
+		case FLOAT4OID:
+		case FLOAT8OID:
+		case BYTEAOID:
+			return true;
+		default:
+			return false;
+	}
+}
+
 void
 mr_setup_key_io(MigrationRun *run)
 {
 	Migration  *m = run->m;
 	int			i;
 
+	run->canonical_io = false;
 	for (i = 0; i < m->nkeys; i++)
 	{
 		Oid			output;
@@ -164,6 +196,7 @@ mr_setup_key_io(MigrationRun *run)
 		getTypeOutputInfo(m->key_types[i], &output, &isvarlena);
 		fmgr_info_cxt(output, &run->key_output[i], run->runcxt);
 		get_typlenbyval(m->key_types[i], &run->key_typlen[i], &run->key_typbyval[i]);
+		run->canonical_io |= text_follows_settings(m->key_types[i]);
 	}
 }
 
@@ -172,13 +205,14 @@ void
 mr_key_from_text(MigrationRun *run, char **text, Datum *key)
 {
 	MemoryContext old = MemoryContextSwitchTo(run->runcxt);
-	int			nestlevel = enter_canonical();
+	int			nestlevel = run->canonical_io ? enter_canonical() : 0;
 	int			i;
 
 	for (i = 0; i < run->m->nkeys; i++)
 		key[i] = OidInputFunctionCall(run->key_input[i], text[i],
 									  run->key_ioparam[i], -1);
-	leave_canonical(nestlevel);
+	if (run->canonical_io)
+		leave_canonical(nestlevel);
 	MemoryContextSwitchTo(old);
 }
 
@@ -187,12 +221,13 @@ char	  **
 mr_key_to_text(MigrationRun *run, Datum *key)
 {
 	char	  **text = palloc(sizeof(char *) * run->m->nkeys);
-	int			nestlevel = enter_canonical();
+	int			nestlevel = run->canonical_io ? enter_canonical() : 0;
 	int			i;
 
 	for (i = 0; i < run->m->nkeys; i++)
 		text[i] = OutputFunctionCall(&run->key_output[i], key[i]);
-	leave_canonical(nestlevel);
+	if (run->canonical_io)
+		leave_canonical(nestlevel);
 	return text;
 }
 

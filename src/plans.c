@@ -79,20 +79,39 @@ param_list(int first, int n)
  * dangling plan behind.
  */
 static void
-keep_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes)
+keep_plan_with(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes,
+			   int cursor_options)
 {
 	SPIPlanPtr	plan;
 
 	if (*slot != NULL)
 		SPI_freeplan(*slot);
 	*slot = NULL;
-	plan = SPI_prepare(sql, nargs, argtypes);
+	plan = SPI_prepare_cursor(sql, nargs, argtypes, cursor_options);
 	if (plan == NULL)
 		elog(ERROR, "could not prepare \"%s\": %s", sql,
 			 SPI_result_code_string(SPI_result));
 	if (SPI_keepplan(plan) != 0)
 		elog(ERROR, "could not keep plan for \"%s\"", sql);
 	*slot = plan;
+}
+
+static void
+keep_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes)
+{
+	keep_plan_with(slot, sql, nargs, argtypes, 0);
+}
+
+/*
+ * The per-batch statements (bounds, catalog) have one right plan whatever
+ * the values: a range scan of an index, or a row by its key.  A generic
+ * plan is made once; a custom plan per batch would only cost planning time
+ * (with the history prune it cost most of the statement).
+ */
+static void
+keep_generic_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes)
+{
+	keep_plan_with(slot, sql, nargs, argtypes, CURSOR_OPT_GENERIC_PLAN);
 }
 
 static void
@@ -146,12 +165,12 @@ mr_prepare_bounds(MigrationRun *run)
 	run->bounds_plan_size = -1;
 	key_param_types(m, types, 2);
 	nestlevel = mr_enter_index_scan();
-	keep_plan(&run->bounds_first,
+	keep_generic_plan(&run->bounds_first,
 			  psprintf("SELECT %s FROM %s%s WHERE %s <= %s ORDER BY %s LIMIT %d",
 					   keys, only_clause(m), run->relname, row,
 					   param_list(1, m->nkeys), keys, run->batch_size),
 			  m->nkeys, types);
-	keep_plan(&run->bounds_next,
+	keep_generic_plan(&run->bounds_next,
 			  psprintf("SELECT %s FROM %s%s WHERE %s > %s AND %s <= %s ORDER BY %s LIMIT %d",
 					   keys, only_clause(m), run->relname, row,
 					   param_list(1, m->nkeys), row,
@@ -243,18 +262,18 @@ prepare_catalog_plans(MigrationRun *run)
 	Oid			history_types[] = {INT8OID, INT8OID, TEXTARRAYOID, TEXTARRAYOID,
 		INT4OID, INT8OID, TIMESTAMPTZOID, FLOAT8OID, FLOAT8OID, FLOAT8OID, INT4OID,
 	TEXTOID};
-	Oid			prune_types[] = {INT8OID, INT8OID};
+	Oid			prune_types[] = {INT8OID, INT8OID, INT8OID};
 	Oid			id_type = INT8OID;
 	char	   *progress;
 	CatalogAccess access;
 
 	mr_catalog_enter(&access);
-	keep_plan(&run->lock_row,
+	keep_generic_plan(&run->lock_row,
 			  psprintf("SELECT status, ctid FROM %s WHERE id = $1 FOR NO KEY UPDATE",
 					   run->catalog),
 			  1, &id_type);
 	/* a version updated since is not found: the caller falls back */
-	keep_plan(&run->lock_row_at,
+	keep_generic_plan(&run->lock_row_at,
 			  psprintf("SELECT status, ctid FROM %s WHERE ctid = $2 AND id = $1 "
 					   "FOR NO KEY UPDATE", run->catalog),
 			  lengthof(lock_at_types), lock_at_types);
@@ -272,15 +291,15 @@ prepare_catalog_plans(MigrationRun *run)
 						"bounds_ms = bounds_ms + $7, action_ms = action_ms + $8, "
 						"bookkeeping_ms = bookkeeping_ms + $9, commit_ms = commit_ms + $10, "
 						"current_batch_size = $11, throttled = NULL ", run->catalog);
-	keep_plan(&run->progress_at,
+	keep_generic_plan(&run->progress_at,
 			  psprintf("%s WHERE ctid = $12 AND id = $1 RETURNING ctid", progress),
 			  lengthof(progress_types), progress_types);
 	/* when the action itself wrote the row, the locked version is gone */
-	keep_plan(&run->progress,
+	keep_generic_plan(&run->progress,
 			  psprintf("%s WHERE id = $1 RETURNING ctid", progress),
 			  lengthof(progress_types), progress_types);
 
-	keep_plan(&run->history_insert,
+	keep_generic_plan(&run->history_insert,
 			  psprintf("INSERT INTO %s (migration_id, batch, first_key, last_key, keys, rows, "
 					   "started_at, duration_ms, bounds_ms, action_ms, attempts, error) "
 					   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) "
@@ -292,9 +311,9 @@ prepare_catalog_plans(MigrationRun *run)
 					   "attempts = excluded.attempts, error = excluded.error",
 					   run->history),
 			  lengthof(history_types), history_types);
-	keep_plan(&run->history_prune,
-			  psprintf("DELETE FROM %s WHERE migration_id = $1 AND batch <= $2",
-					   run->history),
+	keep_generic_plan(&run->history_prune,
+			  psprintf("DELETE FROM %s WHERE migration_id = $1 "
+					   "AND batch > $2 AND batch <= $3", run->history),
 			  lengthof(prune_types), prune_types);
 	mr_catalog_leave(&access);
 }

@@ -46,6 +46,7 @@ struct MigrationRun
 	FmgrInfo	key_output[MR_MAX_KEY_COLUMNS];
 	int16		key_typlen[MR_MAX_KEY_COLUMNS];
 	bool		key_typbyval[MR_MAX_KEY_COLUMNS];
+	bool		canonical_io;	/* some key's text follows a setting */
 
 	bool		has_cursor;
 	Datum		cursor[MR_MAX_KEY_COLUMNS];
@@ -87,6 +88,7 @@ struct MigrationRun
 	SPIPlanPtr	progress;
 	SPIPlanPtr	history_insert;
 	SPIPlanPtr	history_prune;
+	int64		pruned_to;		/* history is pruned up to this batch */
 
 	/* time spent on bookkeeping and commit not yet added to the catalog */
 	double		carry_bookkeeping_ms;
