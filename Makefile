@@ -57,6 +57,10 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
+# every object depends on every header (PGXS tracks no header dependencies
+# unless the server was configured with --enable-depend)
+$(OBJS): $(wildcard src/*.h)
+
 sql/migration_runner--1.1.sql: sql/migration_runner--1.0.sql sql/migration_runner--1.0--1.1.sql
 	cat $^ > $@
 
