@@ -107,6 +107,14 @@ mig_run(PG_FUNCTION_ARGS)
 				 errhint("Call it with CALL outside BEGIN ... COMMIT and outside functions.")));
 
 	SPI_connect_ext(SPI_OPT_NONATOMIC);
+
+	/*
+	 * Start over in a transaction of the runner's kind (READ COMMITTED,
+	 * read-write): the CALL's own follows the session's defaults, and under
+	 * default_transaction_read_only it could not even lock the catalog row.
+	 */
+	mr_spi_commit();
+	mr_pin_transaction();
 	m = mr_existing_migration(name, true);
 	mr_require_managed(m, "mig_run");
 	mr_check_ownership(m);

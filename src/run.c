@@ -81,8 +81,8 @@ mr_pin_transaction(void)
 		XactReadOnly = false;
 }
 
-static void
-next_transaction(const RunnerHooks *hooks)
+void
+mr_next_transaction(const RunnerHooks *hooks)
 {
 	hooks->commit_and_begin();
 	mr_pin_transaction();
@@ -354,7 +354,7 @@ pause_on_cancel(MigrationRun *run, const RunnerHooks *hooks)
 	if (m != NULL && strcmp(m->status, MR_STATUS_RUNNING) == 0)
 		mr_set_status(m, MR_STATUS_PAUSED, "worker_pid = NULL, throttled = NULL");
 	PopActiveSnapshot();
-	next_transaction(hooks);
+	mr_next_transaction(hooks);
 	if (run->last_error && run->last_error->sqlerrcode == ERRCODE_QUERY_CANCELED)
 		ReThrowError(run->last_error);
 	ereport(ERROR,
@@ -385,7 +385,7 @@ run_loop(MigrationRun *run, int64 migration_id, const RunnerHooks *hooks)
 
 		result = ready ? mr_run_one_batch(run) : run_setup(run, migration_id);
 		INSTR_TIME_SET_CURRENT(commit_start);
-		next_transaction(hooks);
+		mr_next_transaction(hooks);
 		run->carry_commit_ms += mr_elapsed_ms(commit_start);
 
 		if (result == BATCH_LAST)
@@ -398,7 +398,7 @@ run_loop(MigrationRun *run, int64 migration_id, const RunnerHooks *hooks)
 				run->last_error->sqlerrcode == ERRCODE_QUERY_CANCELED)
 				pause_on_cancel(run, hooks);
 			forget_runner_pid(run);
-			next_transaction(hooks);
+			mr_next_transaction(hooks);
 			return RUN_STOPPED;
 		}
 		wait_ms = result == BATCH_RETRY ? mr_retry_backoff_ms(run->attempts) :
@@ -407,17 +407,22 @@ run_loop(MigrationRun *run, int64 migration_id, const RunnerHooks *hooks)
 			ready = true;
 		if (!mr_runner_sleep(wait_ms))
 			pause_on_cancel(run, hooks);
-		if (ready && mr_throttle_wait(run, hooks, &cancelled))
+		if (!ready)
+			continue;
+		result = mr_throttle_wait(run, hooks, &cancelled);
+		if (result == BATCH_FAILED)
+			return RUN_FAILED;
+		if (result == BATCH_NOT_RUNNING)
 		{
 			if (cancelled)
 				pause_on_cancel(run, hooks);
 			forget_runner_pid(run);
-			next_transaction(hooks);
+			mr_next_transaction(hooks);
 			return RUN_STOPPED;
 		}
 	}
 	forget_runner_pid(run);
-	next_transaction(hooks);
+	mr_next_transaction(hooks);
 	return RUN_INTERRUPTED;
 }
 

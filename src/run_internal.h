@@ -111,6 +111,7 @@ typedef void (*GuardedStep) (MigrationRun *run, void *result);
 
 /* run.c */
 extern double mr_elapsed_ms(instr_time start);
+extern void mr_next_transaction(const RunnerHooks *hooks);
 extern void mr_set_local_guc(const char *name, const char *value);
 extern void mr_set_guc_saved(const char *name, const char *value);
 extern void mr_lock_relation(MigrationRun *run);
@@ -151,7 +152,7 @@ extern void mr_move_cursor(MigrationRun *run, Datum *key);
 
 /* throttle.c */
 extern int	mr_count_lock_waiters(void);
-extern bool mr_throttle_wait(MigrationRun *run, const RunnerHooks *hooks,
-							 bool *cancelled);
+extern BatchResult mr_throttle_wait(MigrationRun *run, const RunnerHooks *hooks,
+									bool *cancelled);
 
 #endif							/* MIGRATION_RUNNER_RUN_INTERNAL_H */

@@ -19,6 +19,7 @@
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
@@ -149,40 +150,72 @@ record_throttled(MigrationRun *run, const char *problem)
 	return running;
 }
 
+/* what one look at the server's health found */
+typedef struct ThrottleCheck
+{
+	char	   *problem;		/* why to wait, or NULL */
+	bool		running;		/* the migration is still running */
+} ThrottleCheck;
+
+/* one look, as a guarded step: its catalog write can fail like a batch */
+static void
+throttle_step(MigrationRun *run, void *result)
+{
+	ThrottleCheck *check = (ThrottleCheck *) result;
+
+	check->problem = throttle_problem(run);
+	check->running = check->problem == NULL || record_throttled(run, check->problem);
+	if (check->problem != NULL)
+		check->problem = MemoryContextStrdup(run->runcxt, check->problem);
+}
+
 /*
- * Wait while the server is unhealthy, saying why in the catalog.  Returns
- * true if the run should stop: meanwhile the migration stopped running
- * (paused or cancelled), or the runner got a cancel request (*cancelled).
+ * Wait while the server is unhealthy, saying why in the catalog, between
+ * transactions.  Returns BATCH_DONE to go on, BATCH_NOT_RUNNING when the run
+ * should stop (the migration was paused or cancelled meanwhile, or the
+ * runner got a cancel request: *cancelled), or BATCH_FAILED when a look
+ * failed (recorded and committed, as a batch's failure).
  */
-bool
+BatchResult
 mr_throttle_wait(MigrationRun *run, const RunnerHooks *hooks, bool *cancelled)
 {
 	*cancelled = false;
 	if (mr_max_lock_waiters <= 0 && mr_max_wal_rate_kb <= 0 &&
 		mr_max_replica_lag_ms <= 0)
-		return false;
+		return BATCH_DONE;
 
+	/* a failure here belongs to no batch: say where the cursor is */
+	run->batch_keys = NULL;
+	run->batch_started_at = 0;
 	for (;;)
 	{
-		char	   *problem;
-		bool		running = true;
+		ThrottleCheck check;
+		ErrorData  *edata;
 
 		PushActiveSnapshot(GetTransactionSnapshot());
 		SPI_connect();
-		problem = throttle_problem(run);
-		if (problem != NULL)
-			running = record_throttled(run, problem);
+		edata = mr_run_guarded(run, throttle_step, &check);
+		if (edata != NULL)
+			mr_record_failure(run, edata);
 		SPI_finish();
 		PopActiveSnapshot();
-		if (problem == NULL)
-			return false;
-		hooks->commit_and_begin();
-		if (!running)
-			return true;
+		if (edata != NULL)
+		{
+			if (run->last_error)
+				FreeErrorData(run->last_error);
+			run->last_error = edata;
+			mr_next_transaction(hooks);
+			return BATCH_FAILED;
+		}
+		if (check.problem == NULL)
+			return BATCH_DONE;
+		mr_next_transaction(hooks);
+		if (!check.running)
+			return BATCH_NOT_RUNNING;
 		if (!mr_runner_sleep(mr_throttle_sleep_ms))
 		{
 			*cancelled = true;
-			return true;
+			return BATCH_NOT_RUNNING;
 		}
 	}
 }
