@@ -549,7 +549,7 @@ ok(set_server_guc('migration_runner.max_wal_rate', '1'), 'max_wal_rate = 1 kB/s'
 	my $name   = 'tf_call_v1';
 	my $stderr = call_run($name);
 	note("$name: CALL stderr: $stderr");
-	like($stderr, qr/ERROR:\s+migration "\Q$name\E" failed.*DETAIL:\s+injected failure of the throttle write/s,
+	like($stderr, qr/ERROR:\s+(?:P0001:\s+)?migration "\Q$name\E" failed.*DETAIL:\s+injected failure of the throttle write/s,
 		"$name: CALL mig_run fails, its DETAIL the throttle write's error");
 	my $r = cat_row($name, qw(status error worker_pid));
 	note("$name: status $r->{status}, worker_pid $r->{worker_pid}, error $r->{error}");
