@@ -70,60 +70,66 @@ leave_canonical(int nestlevel)
 }
 
 /*
+ * The key types whose text form the canonical settings fix (follow = true:
+ * it depends on one of them) or that depend on no setting at all.
+ */
+typedef struct StorableKeyType
+{
+	Oid			type;
+	bool		follows_settings;
+} StorableKeyType;
+
+static const StorableKeyType storable_key_types[] =
+{
+	{BOOLOID, false}, {CHAROID, false}, {NAMEOID, false}, {INT2OID, false},
+	{INT4OID, false}, {INT8OID, false}, {OIDOID, false}, {NUMERICOID, false},
+	{TEXTOID, false}, {VARCHAROID, false}, {BPCHAROID, false},
+	{UUIDOID, false}, {INETOID, false}, {CIDROID, false},
+	{MACADDROID, false}, {MACADDR8OID, false}, {BITOID, false},
+	{VARBITOID, false}, {PG_LSNOID, false},
+	{FLOAT4OID, true}, {FLOAT8OID, true}, {BYTEAOID, true}, {DATEOID, true},
+	{TIMEOID, true}, {TIMETZOID, true}, {TIMESTAMPOID, true},
+	{TIMESTAMPTZOID, true}, {INTERVALOID, true},
+};
+
+static const StorableKeyType storable_enum = {InvalidOid, false};
+
+/*
+ * How keys of a type are stored: its entry, looking through domains and
+ * arrays, or NULL if its text form may depend on anything else (money,
+ * whose form follows lc_monetary, and types of other extensions, whose
+ * output may follow any setting).
+ */
+static const StorableKeyType *
+storable_key_type(Oid typid)
+{
+	Oid			base = getBaseType(typid);
+	Oid			elem = get_element_type(base);
+	int			i;
+
+	if (OidIsValid(elem))
+		return storable_key_type(elem);
+	if (type_is_enum(base))
+		return &storable_enum;
+	for (i = 0; i < lengthof(storable_key_types); i++)
+		if (storable_key_types[i].type == base)
+			return &storable_key_types[i];
+	return NULL;
+}
+
+/*
  * Why keys of this type cannot be stored exactly as canonical text, or NULL
- * if they can.  Built-in types whose text form the canonical settings fix
- * (or that depend on no setting at all), enums, and domains and arrays of
- * those are accepted; anything else (money, whose form follows lc_monetary,
- * and types of other extensions, whose output may follow any setting) is
- * refused.
+ * if they can.
  */
 const char *
 mr_key_type_problem(Oid typid)
 {
-	Oid			base = getBaseType(typid);
-	Oid			elem = get_element_type(base);
-
-	if (OidIsValid(elem))
-		return mr_key_type_problem(elem);
-	if (type_is_enum(base))
+	if (storable_key_type(typid) != NULL)
 		return NULL;
-	switch (base)
-	{
-		case BOOLOID:
-		case CHAROID:
-		case NAMEOID:
-		case INT2OID:
-		case INT4OID:
-		case INT8OID:
-		case OIDOID:
-		case NUMERICOID:
-		case FLOAT4OID:
-		case FLOAT8OID:
-		case TEXTOID:
-		case VARCHAROID:
-		case BPCHAROID:
-		case BYTEAOID:
-		case UUIDOID:
-		case DATEOID:
-		case TIMEOID:
-		case TIMETZOID:
-		case TIMESTAMPOID:
-		case TIMESTAMPTZOID:
-		case INTERVALOID:
-		case INETOID:
-		case CIDROID:
-		case MACADDROID:
-		case MACADDR8OID:
-		case BITOID:
-		case VARBITOID:
-		case PG_LSNOID:
-			return NULL;
-		case MONEYOID:
-			return "its text form depends on lc_monetary";
-		default:
-			return "its text form may depend on session settings, so a cursor "
-				"written by one process could be read differently by another";
-	}
+	if (getBaseType(typid) == MONEYOID)
+		return "its text form depends on lc_monetary";
+	return "its text form may depend on session settings, so a cursor "
+		"written by one process could be read differently by another";
 }
 
 /*
@@ -149,37 +155,6 @@ mr_check_key_types(Migration *m)
 	}
 }
 
-/*
- * Does the text form of this (accepted) key type follow a setting that the
- * canonical settings fix?  Keys of other types (integers, numeric, text,
- * uuid, ...) are converted without switching settings, which saves a batch
- * ten GUC assignments.
- */
-static bool
-text_follows_settings(Oid typid)
-{
-	Oid			base = getBaseType(typid);
-	Oid			elem = get_element_type(base);
-
-	if (OidIsValid(elem))
-		return text_follows_settings(elem);
-	switch (base)
-	{
-		case DATEOID:
-		case TIMEOID:
-		case TIMETZOID:
-		case TIMESTAMPOID:
-		case TIMESTAMPTZOID:
-		case INTERVALOID:
-		case FLOAT4OID:
-		case FLOAT8OID:
-		case BYTEAOID:
-			return true;
-		default:
-			return false;
-	}
-}
-
 void
 mr_setup_key_io(MigrationRun *run)
 {
@@ -196,7 +171,8 @@ mr_setup_key_io(MigrationRun *run)
 		getTypeOutputInfo(m->key_types[i], &output, &isvarlena);
 		fmgr_info_cxt(output, &run->key_output[i], run->runcxt);
 		get_typlenbyval(m->key_types[i], &run->key_typlen[i], &run->key_typbyval[i]);
-		run->canonical_io |= text_follows_settings(m->key_types[i]);
+		/* keys of types that follow no setting skip the canonical switch */
+		run->canonical_io |= storable_key_type(m->key_types[i])->follows_settings;
 	}
 }
 
