@@ -4,6 +4,15 @@
 #   make install              install into the PostgreSQL found by pg_config
 #   make installcheck         pg_regress + isolation + Perl TAP, each in a
 #                             throw-away instance with the worker preloaded
+#   make installcheck EXISTING_SERVER=1
+#                             pg_regress + isolation against the running
+#                             server that PGHOST/PGPORT/PGUSER name, which
+#                             must preload the library with the settings of
+#                             test/preload.conf (README, "Operating it");
+#                             Perl TAP still makes its own instances
+#   make install DESTDIR=/x   install under /x (for packages)
+#   make dist                 migration_runner-<version>.zip for PGXN, made
+#                             by git archive from the committed tree (HEAD)
 #
 # The README's test command (scripts/test.sh) drives all of these plus pgTAP.
 
@@ -40,12 +49,20 @@ DATA = sql/migration_runner--1.0.sql sql/migration_runner--1.0--1.1.sql
 DATA_built = sql/migration_runner--1.1.sql
 
 REGRESS = $(basename $(notdir $(wildcard sql/[0-9]*.sql)))
+ISOLATION = $(basename $(notdir $(wildcard specs/*.spec)))
+ifeq ($(EXISTING_SERVER),)
 REGRESS_OPTS = --temp-instance=./tmp_regress \
 	--temp-config=./test/preload.conf --load-extension=migration_runner
-
-ISOLATION = $(basename $(notdir $(wildcard specs/*.spec)))
 ISOLATION_OPTS = --temp-instance=./tmp_check_iso \
 	--temp-config=./test/preload.conf --load-extension=migration_runner
+else
+REGRESS_OPTS = --load-extension=migration_runner
+ISOLATION_OPTS = --load-extension=migration_runner
+# pg_regress drops and re-creates its database, which the launcher of that
+# server keeps a connection to (migration_runner.database): drop it first,
+# disconnecting the launcher, so that the suite can run again and again.
+REGRESS_PREP = existing-server-prep
+endif
 
 TAP_TESTS = 1
 PROVE_TESTS = $(wildcard test/t/*.pl)
@@ -64,4 +81,19 @@ $(OBJS): $(wildcard src/*.h)
 sql/migration_runner--1.1.sql: sql/migration_runner--1.0.sql sql/migration_runner--1.0--1.1.sql
 	cat $^ > $@
 
-EXTRA_CLEAN = tmp_regress tmp_check_iso output_iso results regression.diffs regression.out
+.PHONY: existing-server-prep dist
+
+existing-server-prep:
+	$(bindir)/psql -X -q -v ON_ERROR_STOP=1 -d postgres \
+		-c 'DROP DATABASE IF EXISTS $(CONTRIB_TESTDB) WITH (FORCE)'
+
+# The release's version, from META.json (its first "version", the
+# distribution's own).
+DISTVERSION = $(shell sed -n 's/^   "version": *"\([^"]*\)".*/\1/p' $(srcdir)/META.json | head -n 1)
+DISTNAME = $(EXTENSION)-$(DISTVERSION)
+
+dist:
+	git -C $(srcdir) archive --format=zip --prefix=$(DISTNAME)/ -o $(abspath $(DISTNAME).zip) HEAD
+
+EXTRA_CLEAN = tmp_regress tmp_check_iso output_iso results regression.diffs regression.out \
+	$(DISTNAME).zip

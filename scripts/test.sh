@@ -9,6 +9,13 @@
 #   1. scripts/install-deps.sh, then copy the tree (without .git and build
 #      products) to a temp dir owned by postgres, `make` there as postgres,
 #      `make install` as root.
+#      Then release 1.0 for the upgrade test (test/t/031_upgrade.pl): when
+#      git and the repository's history are there, `git archive` of the
+#      release commit is built and installed into a copy of the PostgreSQL
+#      installation, whose bin directory goes to the TAP tests as
+#      MR_PG10_BINDIR (else MR_PG10_UNAVAILABLE says why, and the test
+#      skips).  A git clone of the repository goes to them as MR_GIT_CLONE
+#      for `make dist` (test/t/033_packaging.pl).
 #   2. pg_regress   sql/[0-9]*.sql vs expected/   make installcheck (REGRESS)
 #   3. isolation    specs/*.spec                  make installcheck (ISOLATION)
 #   4. Perl TAP     test/t/*.pl                   make installcheck (TAP_TESTS)
@@ -243,6 +250,65 @@ pgtap_suite() {
 	record pgTAP "$TP" "$TF" "$# file(s)${note:+; $note}; $((SECONDS - t0))s"
 }
 
+# The commit of release 1.0 in this repository's history.
+MR_RELEASE_10=4619733
+
+# mr_git ARGS...: git on the source tree, whoever owns it (test.sh runs as
+# root, a clone may belong to someone else).
+mr_git() {
+	git -c safe.directory='*' -C "$MR_ROOT" "$@"
+}
+
+# prepare_release_10: build release 1.0 from the git history into a copy of
+# the PostgreSQL installation (Debian's layout: PREFIX/lib/postgresql/N and
+# PREFIX/share/postgresql/N, relocatable) owned by postgres, and export
+# MR_PG10_BINDIR; or export MR_PG10_UNAVAILABLE with the reason.  First it
+# clones the repository for the packaging test (MR_GIT_CLONE), when the
+# source tree is a git repository.  Returns 1 when the history is there but
+# the build fails.
+prepare_release_10() {
+	local dest=$WORK/rel10 prefix sharedir log=$WORK/rel10.log
+	if ! command -v git >/dev/null 2>&1; then
+		export MR_PG10_UNAVAILABLE="git is not installed"
+		return 0
+	fi
+	# for make dist; the test that needs it skips without it
+	if mr_git clone -q --no-hardlinks "$MR_ROOT" "$WORK/clone" >/dev/null 2>&1; then
+		chown -R postgres:postgres "$WORK/clone"
+		export MR_GIT_CLONE=$WORK/clone
+	fi
+	if ! mr_git cat-file -e "$MR_RELEASE_10^{commit}" 2>/dev/null; then
+		export MR_PG10_UNAVAILABLE="commit $MR_RELEASE_10 (release 1.0) is not in the history of $MR_ROOT (not a git clone, or a shallow one)"
+		return 0
+	fi
+	prefix=${PG_BINDIR%/lib/postgresql/"$PG_MAJOR"/bin}
+	sharedir=$("$PG_CONFIG" --sharedir)
+	if [[ $prefix == "$PG_BINDIR" || $sharedir != "$prefix/share/postgresql/$PG_MAJOR" ]]; then
+		export MR_PG10_UNAVAILABLE="the installation in $PG_BINDIR does not have Debian's layout"
+		return 0
+	fi
+	mkdir -p "$dest/usr/lib/postgresql" "$dest/usr/share/postgresql" "$dest/usr/include" "$dest/src"
+	cp -a "$prefix/lib/postgresql/$PG_MAJOR" "$dest/usr/lib/postgresql/"
+	cp -a "$sharedir" "$dest/usr/share/postgresql/"
+	ln -s "$(readlink -f "$prefix/include/postgresql")" "$dest/usr/include/postgresql"
+	# the copy holds this build, installed a moment ago: take it out
+	rm -rf "$dest/usr/lib/postgresql/$PG_MAJOR/lib/migration_runner.so" \
+		"$dest/usr/lib/postgresql/$PG_MAJOR/lib/bitcode/migration_runner" \
+		"$dest/usr/lib/postgresql/$PG_MAJOR/lib/bitcode/migration_runner.index.bc" \
+		"$dest/usr/share/postgresql/$PG_MAJOR/extension/"migration_runner*
+	mr_git archive "$MR_RELEASE_10" | tar -C "$dest/src" -xf -
+	chown -R postgres:postgres "$dest"
+	local pgc=$dest/usr/lib/postgresql/$PG_MAJOR/bin/pg_config
+	if ! mr_as_postgres make -C "$dest/src" -j"$(nproc)" PG_CONFIG="$pgc" >"$log" 2>&1 ||
+		! mr_as_postgres make -C "$dest/src" install PG_CONFIG="$pgc" >>"$log" 2>&1; then
+		echo "---- build of release 1.0 ($MR_RELEASE_10) failed; last lines of $log:"
+		tail -n 30 "$log"
+		export MR_PG10_UNAVAILABLE="the build of release 1.0 failed"
+		return 1
+	fi
+	export MR_PG10_BINDIR=$dest/usr/lib/postgresql/$PG_MAJOR/bin
+}
+
 # scan_logs: the crash scan of every server log (one test).
 scan_logs() {
 	local f crashes logs=()
@@ -291,6 +357,13 @@ if mr_build_install "$BUILD" "$WORK/build.log"; then
 			REGRESS= TAP_TESTS=
 	else
 		record isolation 0 0 "skipped: no specs/*.spec"
+	fi
+
+	t0=$SECONDS
+	if prepare_release_10; then
+		record "release 1.0" 0 0 "${MR_PG10_BINDIR:+built from $MR_RELEASE_10}${MR_PG10_UNAVAILABLE:+skipped: $MR_PG10_UNAVAILABLE}; $((SECONDS - t0))s"
+	else
+		record "release 1.0" 0 1 "build from $MR_RELEASE_10 failed"
 	fi
 
 	files=("$BUILD"/test/t/*.pl)

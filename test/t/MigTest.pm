@@ -18,7 +18,8 @@ our @EXPORT = qw(
   mig_node new_table define_migration mig_row mig_scalar poll_value
   poll_true worker_pid_sql wait_for_worker wait_pid_gone crash_restart
   exactly_once_ok consistent_ok log_has_no_crash q_lit $SLOW_ACTION $WAIT_SECS
-  call_start call_finish wait_lock_waiter counter_counts
+  call_start call_finish wait_lock_waiter counter_counts crash_node
+  extension_state
 );
 
 # how long any single wait may take before the test fails (seconds)
@@ -214,10 +215,10 @@ sub _cluster_pids
 }
 
 # Crash the node: kill -9 of the postmaster ('kill9') or an immediate stop
-# ('immediate'); wait until the postmaster and every one of its children are
-# gone (a start fails while any of them still holds the shared memory), then
-# start it again.
-sub crash_restart
+# ('immediate'), and wait until the postmaster and every one of its children
+# are gone (a start fails while any of them still holds the shared memory).
+# True if they were gone before the deadline.
+sub crash_node
 {
 	my ($node, $how) = @_;
 	$how //= 'kill9';
@@ -252,8 +253,46 @@ sub crash_restart
 		}
 		usleep(50_000);
 	}
+	return 1;
+}
+
+# crash_node, then start the node again.
+sub crash_restart
+{
+	my ($node, $how) = @_;
+	crash_node($node, $how) or return 0;
 	$node->start;
 	return 1;
+}
+
+# Everything the extension keeps in database $db, as text: the rows of each
+# of its configuration tables and the position of each of its configuration
+# sequences (pg_extension.extconfig, so a table a later release adds is
+# included without a change here), one line per row (as jsonb, without the
+# columns named in @except), sorted.  Two databases holding the same
+# migrations print the same text.
+sub extension_state
+{
+	my ($node, $db, @except) = @_;
+	my $minus = join('', map { ' - ' . q_lit($_) } @except);
+	my $rels = $node->safe_psql($db, q{
+		SELECT c.oid::regclass, c.relkind
+		  FROM pg_extension e, unnest(e.extconfig) AS x(oid)
+		  JOIN pg_class c ON c.oid = x.oid
+		 WHERE e.extname = 'migration_runner'
+		 ORDER BY 1::text});
+	my @out;
+	for my $line (split /\n/, $rels)
+	{
+		my ($rel, $kind) = split /\|/, $line;
+		my $sql =
+		  $kind eq 'S'
+		  ? "SELECT '$rel: ' || last_value || ' ' || is_called FROM $rel"
+		  : "SELECT '$rel: ' || (to_jsonb(r)$minus)::text FROM $rel r ORDER BY 1";
+		my $rows = $node->safe_psql($db, $sql);
+		push @out, $rows eq '' ? "$rel: (no rows)" : $rows;
+	}
+	return join("\n", @out);
 }
 
 # The action incremented n: every row of $table must have n = 1, and the
