@@ -123,6 +123,61 @@ index_matches_columns(Relation rel, Relation index, char **names, int n)
 	return true;
 }
 
+/*
+ * Find a usable unique index with exactly these key columns, in this order;
+ * with m, take the key from it.  Returns false, and *why when an index on
+ * these columns exists but cannot be used, if there is none.
+ */
+static bool
+find_key_index(Relation rel, char **names, int n, Migration *m, const char **why)
+{
+	List	   *indexes = RelationGetIndexList(rel);
+	ListCell   *lc;
+
+	*why = NULL;
+	foreach(lc, indexes)
+	{
+		Relation	index = index_open(lfirst_oid(lc), AccessShareLock);
+		bool		usable = false;
+
+		if (index_matches_columns(rel, index, names, n))
+		{
+			usable = index_is_usable_key(rel, index, why);
+			if (usable && m != NULL)
+				key_from_index(rel, index, m);
+		}
+		index_close(index, AccessShareLock);
+		if (usable)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * At run start: the key's index must still be there.  Without it the bounds
+ * query could not walk the key; and while pg_restore loads a database it
+ * creates the index only after the table's rows, so a run that started
+ * before it would find most rows missing and complete.  Called with the
+ * relation locked.
+ */
+void
+mr_check_key_index(Migration *m)
+{
+	Relation	rel = table_open(m->relid, NoLock);
+	const char *why;
+
+	if (!find_key_index(rel, m->key_names, m->nkeys, NULL, &why))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("relation \"%s\" of migration \"%s\" has no usable unique index on its key",
+						RelationGetRelationName(rel), m->name),
+				 why ? errdetail("The index on the key columns cannot be used: %s.", why) :
+				 errdetail("No unique index has exactly the key columns (%s) in this order.",
+						   mr_format_key(m->key_names, m->nkeys)),
+				 errhint("If a restore is still loading the table, start the migration again once it has finished.")));
+	table_close(rel, NoLock);
+}
+
 static void
 resolve_explicit_key(Relation rel, ArrayType *columns, Migration *m)
 {
@@ -130,8 +185,6 @@ resolve_explicit_key(Relation rel, ArrayType *columns, Migration *m)
 	bool	   *nulls;
 	int			n;
 	char	  **names;
-	List	   *indexes;
-	ListCell   *lc;
 	const char *why = NULL;
 	int			i;
 
@@ -161,22 +214,8 @@ resolve_explicit_key(Relation rel, ArrayType *columns, Migration *m)
 							names[i], RelationGetRelationName(rel))));
 	}
 
-	indexes = RelationGetIndexList(rel);
-	foreach(lc, indexes)
-	{
-		Relation	index = index_open(lfirst_oid(lc), AccessShareLock);
-		bool		usable = false;
-
-		if (index_matches_columns(rel, index, names, n))
-		{
-			usable = index_is_usable_key(rel, index, &why);
-			if (usable)
-				key_from_index(rel, index, m);
-		}
-		index_close(index, AccessShareLock);
-		if (usable)
-			return;
-	}
+	if (find_key_index(rel, names, n, m, &why))
+		return;
 
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_OBJECT_DEFINITION),

@@ -151,6 +151,9 @@ extern char *mr_pinned_search_path(const char *path);
 /* action.c, action_checks.c: also for the runner, at run start */
 extern Oid	mr_action_write_target(SPIPlanPtr plan);
 
+/* key_index.c: also at run start */
+extern void mr_check_key_index(Migration *m);
+
 /* run.c: the batch engine shared by CALL mig_run and the worker */
 typedef struct MigrationRun MigrationRun;
 

@@ -238,6 +238,7 @@ setup_step(MigrationRun *run, void *result)
 	mr_check_relation_unchanged(run);
 	/* a migration defined by 1.0 may have a key 1.1 refuses */
 	mr_check_key_types(run->m);
+	mr_check_key_index(run->m);
 	mr_setup_key_io(run);
 	if (m->cursor)
 	{
