@@ -102,6 +102,20 @@ CALL mig_run('e51_cap_v1');
 SELECT status, processed FROM migrations WHERE name = 'e51_cap_v1';
 SELECT count(*) FILTER (WHERE n <> 1) AS not_once FROM public.e51_cap;
 
+-- a run refuses to start without the key's unique index (as while pg_restore
+-- is still loading the table: it creates the index after the rows)
+CREATE TABLE e51_noidx (id int PRIMARY KEY, n int NOT NULL DEFAULT 0);
+INSERT INTO e51_noidx (id) SELECT generate_series(1, 10);
+SELECT mig_define('e51_noidx_v1', 'e51_noidx',
+	'UPDATE e51_noidx SET n = n + 1 WHERE id BETWEEN $1 AND $2', batch_size => 3) > 0 AS defined;
+ALTER TABLE e51_noidx DROP CONSTRAINT e51_noidx_pkey;
+CALL mig_run('e51_noidx_v1');
+SELECT status, processed FROM migrations WHERE name = 'e51_noidx_v1';
+ALTER TABLE e51_noidx ADD PRIMARY KEY (id);
+CALL mig_run('e51_noidx_v1');
+SELECT status, processed FROM migrations WHERE name = 'e51_noidx_v1';
+SELECT count(*) FILTER (WHERE n <> 1) AS not_once FROM e51_noidx;
+
 DELETE FROM migrations WHERE name LIKE 'e51\_%';
-DROP TABLE e51_ctl, e51_date, e51_ts, e51_f, e51_money, e51_cap;
+DROP TABLE e51_ctl, e51_date, e51_ts, e51_f, e51_money, e51_cap, e51_noidx;
 DROP SCHEMA e51_s;

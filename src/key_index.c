@@ -172,7 +172,7 @@ mr_check_key_index(Migration *m)
 				 errmsg("relation \"%s\" of migration \"%s\" has no usable unique index on its key",
 						RelationGetRelationName(rel), m->name),
 				 why ? errdetail("The index on the key columns cannot be used: %s.", why) :
-				 errdetail("No unique index has exactly the key columns (%s) in this order.",
+				 errdetail("No unique index has exactly the key columns %s in this order.",
 						   mr_format_key(m->key_names, m->nkeys)),
 				 errhint("If a restore is still loading the table, start the migration again once it has finished.")));
 	table_close(rel, NoLock);
