@@ -18,17 +18,6 @@ my $node = mig_node('mrtap_throttle',
 	conf => "migration_runner.max_lock_waiters = 1\n"
 	  . "migration_runner.throttle_sleep = '3s'\n");
 
-# Set server-wide GUCs for the worker; return once a new backend (forked by
-# the postmaster after it reloaded) sees the value.
-sub set_server_guc
-{
-	my ($name, $value) = @_;
-	$node->safe_psql('postgres',
-		"ALTER SYSTEM SET $name = " . q_lit($value) . '; SELECT pg_reload_conf()');
-	return poll_true($node,
-		"SELECT current_setting('$name') = " . q_lit($value));
-}
-
 sub advisory_waiters
 {
 	my ($objid) = @_;
@@ -112,9 +101,9 @@ cmp_ok($maxgap, '<', 2.5, "no throttle after batches that blocked nobody ($maxga
 $holder->quit;
 
 # --- max_wal_rate: engages, and releases when the limit is raised ----------
-ok(set_server_guc('migration_runner.max_lock_waiters', '0'), 'max_lock_waiters off');
-ok(set_server_guc('migration_runner.throttle_sleep', '100ms'), 'throttle_sleep 100ms');
-ok(set_server_guc('migration_runner.max_wal_rate', '1'), 'max_wal_rate = 1 kB/s');
+ok(set_server_guc($node, 'migration_runner.max_lock_waiters', '0'), 'max_lock_waiters off');
+ok(set_server_guc($node, 'migration_runner.throttle_sleep', '100ms'), 'throttle_sleep 100ms');
+ok(set_server_guc($node, 'migration_runner.max_wal_rate', '1'), 'max_wal_rate = 1 kB/s');
 
 for my $t (qw(wal walp))
 {
@@ -133,7 +122,7 @@ my $r = mig_row($node, 'wal_v1', qw(status processed));
 is($r->{status}, 'running', 'wal_v1 is running while throttled');
 cmp_ok($r->{processed}, '<', 10000, 'wal_v1 is not done while throttled');
 
-ok(set_server_guc('migration_runner.max_wal_rate', '0'), 'max_wal_rate off (reload)');
+ok(set_server_guc($node, 'migration_runner.max_wal_rate', '0'), 'max_wal_rate off (reload)');
 is($node->safe_psql('postgres', "SELECT mig_wait('wal_v1', '60s')"),
 	'completed', 'wal_v1: released by the reload, completes');
 exactly_once_ok($node, 'wal', 'wal_v1', 10000, 'wal_v1');
@@ -141,7 +130,7 @@ is(mig_row($node, 'wal_v1', 'throttled')->{throttled}, '<null>',
 	'throttled cleared');
 
 # --- a pause while throttled --------------------------------------------------
-ok(set_server_guc('migration_runner.max_wal_rate', '1'), 'max_wal_rate = 1 kB/s again');
+ok(set_server_guc($node, 'migration_runner.max_wal_rate', '1'), 'max_wal_rate = 1 kB/s again');
 $node->safe_psql('postgres', "SELECT mig_start('walp_v1')");
 ok( poll_true(
 		$node,
@@ -157,7 +146,7 @@ is($r->{worker_pid}, '<null>', 'no runner recorded');
 is( $node->safe_psql('postgres',
 		'SELECT count(*) FILTER (WHERE n = 1) || \'/\' || count(*) FILTER (WHERE n > 1) FROM walp'),
 	"$r->{processed}/0", 'exactly the processed rows were changed');
-ok(set_server_guc('migration_runner.max_wal_rate', '0'), 'max_wal_rate off');
+ok(set_server_guc($node, 'migration_runner.max_wal_rate', '0'), 'max_wal_rate off');
 $node->safe_psql('postgres', "SELECT mig_resume('walp_v1')");
 is($node->safe_psql('postgres', "SELECT mig_wait('walp_v1', '60s')"),
 	'completed', 'walp_v1: completes after resume');

@@ -42,49 +42,6 @@ my $node = mig_node('mrtap_engine_control',
 	  . "migration_runner.max_workers = 8\n"
 	  . "migration_runner.throttle_sleep = '2s'\n");
 
-# Set a server-wide GUC; return once a new backend sees the value.
-sub set_server_guc
-{
-	my ($name, $value) = @_;
-	$node->safe_psql('postgres',
-		"ALTER SYSTEM SET $name = " . q_lit($value) . '; SELECT pg_reload_conf()');
-	return poll_true($node,
-		"SELECT current_setting('$name') = " . q_lit($value));
-}
-
-# A psql session that runs CALL mig_run($name), with VERBOSITY verbose so
-# that an error shows its SQLSTATE; returns the session and its pid.
-sub call_bg
-{
-	my ($name) = @_;
-	my $bg = $node->background_psql('postgres', on_error_stop => 0);
-	$bg->set_query_timer_restart;
-	my $pid = $bg->query_safe('SELECT pg_backend_pid()');
-	$bg->query_until(qr/call started/,
-		    "\\set VERBOSITY verbose\n\\echo call started\n"
-		  . 'CALL mig_run(' . q_lit($name) . ");\n");
-	return ($bg, $pid);
-}
-
-# Wait until the CALL of call_bg returns; return its stderr and close the
-# session.  A CALL that does not return within the deadline is a failed
-# test, not the end of the file.
-sub call_end
-{
-	my ($bg, $label) = @_;
-	# psql reads its input in order: this query runs once the CALL returned
-	my $ok = eval { $bg->query("SELECT 'call returned'"); 1 };
-	if (!$ok)
-	{
-		fail("$label: CALL mig_run returned within the deadline");
-		diag($@);
-		return '<CALL did not return>';
-	}
-	my $stderr = $bg->{stderr};
-	$bg->quit;
-	return $stderr;
-}
-
 # SQL: true while every migration of @names is paused with no runner
 # recorded and no worker connected for it.
 sub all_paused_sql
@@ -223,7 +180,7 @@ sub cancel_case
 
 	if ($how eq 'call')
 	{
-		my ($bg, $pid) = call_bg($name);
+		my ($bg, $pid) = call_bg($node, $name);
 		my $got = poll_value($node,
 			cancel_in_sleep_sql($name, $kind, "a.pid = $pid"));
 		is($got, $pid, "$label: CALL session (pid $pid) cancelled in its sleep");
@@ -257,10 +214,10 @@ for my $how ('call', 'worker')
 	cancel_case('delay',   $how);
 	cancel_case('backoff', $how);
 }
-ok(set_server_guc('migration_runner.max_wal_rate', '1'),
+ok(set_server_guc($node, 'migration_runner.max_wal_rate', '1'),
 	'max_wal_rate = 1 kB/s (every batch exceeds it)');
 cancel_case('throttle', $_) for ('call', 'worker');
-ok(set_server_guc('migration_runner.max_wal_rate', '0'), 'max_wal_rate off');
+ok(set_server_guc($node, 'migration_runner.max_wal_rate', '0'), 'max_wal_rate off');
 
 # --- nobody takes the paused migrations over --------------------------------
 my @names = map { $_->[3] } @cases;
@@ -307,7 +264,7 @@ for my $c (@cases)
 		statement_timeout => '1s',
 		lock_timeout      => '60s',
 		max_retries       => 5);
-	my ($bg, $pid) = call_bg($name);
+	my ($bg, $pid) = call_bg($node, $name);
 	ok( poll_true(
 			$node, "SELECT batches >= 3 FROM migrations WHERE name = '$name'"),
 		"$label: 3 batches done");

@@ -32,16 +32,6 @@ my $node = mig_node('mrtap_engine_robust',
 	  . "migration_runner.max_workers = 8\n"
 	  . "migration_runner.throttle_sleep = '200ms'\n");
 
-# Set a server-wide GUC; return once a new backend sees the value.
-sub set_server_guc
-{
-	my ($name, $value) = @_;
-	$node->safe_psql('postgres',
-		"ALTER SYSTEM SET $name = " . q_lit($value) . '; SELECT pg_reload_conf()');
-	return poll_true($node,
-		"SELECT current_setting('$name') = " . q_lit($value));
-}
-
 # mig_row, but a query error (a column 1.0 does not have) makes every
 # column '<error: ...>' instead of ending the file.
 sub cat_row
@@ -76,39 +66,6 @@ sub call_run
 		defined $user ? (extra_params => [ '-U', $user ]) : ());
 	return '<CALL did not return>' if $timed_out;
 	return $err // '';
-}
-
-# A psql session running CALL mig_run($name) as $user; returns it and its pid.
-sub call_bg
-{
-	my ($name, $user) = @_;
-	my $bg = $node->background_psql('postgres', on_error_stop => 0,
-		defined $user ? (extra_params => [ '-U', $user ]) : ());
-	$bg->set_query_timer_restart;
-	my $pid = $bg->query_safe('SELECT pg_backend_pid()');
-	$bg->query_until(qr/call started/,
-		    "\\set VERBOSITY verbose\n\\echo call started\n"
-		  . 'CALL mig_run(' . q_lit($name) . ");\n");
-	return ($bg, $pid);
-}
-
-# Wait until the CALL of call_bg returns; return its stderr and close the
-# session.  A CALL that does not return within the deadline is a failed
-# test, not the end of the file.
-sub call_end
-{
-	my ($bg, $label) = @_;
-	# psql reads its input in order: this query runs once the CALL returned
-	my $ok = eval { $bg->query("SELECT 'call returned'"); 1 };
-	if (!$ok)
-	{
-		fail("$label: CALL mig_run returned within the deadline");
-		diag($@);
-		return '<CALL did not return>';
-	}
-	my $stderr = $bg->{stderr};
-	$bg->quit;
-	return $stderr;
 }
 
 # Wait until the migration is no longer running; its status, or 'running'
@@ -269,7 +226,7 @@ sub run_settings_case
 	my ($bg, $pid);
 	if ($how eq 'call')
 	{
-		($bg, $pid) = call_bg($name, $owner);
+		($bg, $pid) = call_bg($node, $name, $owner);
 	}
 	else
 	{
@@ -477,7 +434,7 @@ for my $how (qw(worker call))
 	define_migration($node, $name, $table, undef,
 		batch_size => 20, batch_delay => '0', slow => 0.01);
 	my ($bg, $pid);
-	if ($how eq 'call') { ($bg, $pid) = call_bg($name); }
+	if ($how eq 'call') { ($bg, $pid) = call_bg($node, $name); }
 	else { $node->safe_psql('postgres', "SELECT mig_start('$name')"); }
 	ok( poll_true(
 			$node, "SELECT batches >= 3 FROM migrations WHERE name = '$name'"),
@@ -524,7 +481,7 @@ for my $how (qw(worker call))
 	define_migration($node, $name, $table, undef,
 		batch_size => 20, batch_delay => '0', slow => 0.02);
 }
-ok(set_server_guc('migration_runner.max_wal_rate', '1'), 'max_wal_rate = 1 kB/s');
+ok(set_server_guc($node, 'migration_runner.max_wal_rate', '1'), 'max_wal_rate = 1 kB/s');
 {
 	my $name = 'tf_worker_v1';
 	my $off  = -s $node->logfile;
@@ -545,7 +502,7 @@ ok(set_server_guc('migration_runner.max_wal_rate', '1'), 'max_wal_rate = 1 kB/s'
 {
 	# no worker may take the migration over meanwhile: what is looked at is
 	# what the CALL itself left
-	ok(set_server_guc('migration_runner.enabled', 'off'), 'launcher disabled');
+	ok(set_server_guc($node, 'migration_runner.enabled', 'off'), 'launcher disabled');
 	my $name   = 'tf_call_v1';
 	my $stderr = call_run($name);
 	note("$name: CALL stderr: $stderr");
@@ -557,9 +514,9 @@ ok(set_server_guc('migration_runner.max_wal_rate', '1'), 'max_wal_rate = 1 kB/s'
 		"$name: an error in the CALL's throttle step does not leave the migration running");
 	is($r->{worker_pid}, '<null>', "$name: worker_pid is NULL");
 	consistent_ok($node, 'tf_call', $name, $name);
-	ok(set_server_guc('migration_runner.enabled', 'on'), 'launcher enabled');
+	ok(set_server_guc($node, 'migration_runner.enabled', 'on'), 'launcher enabled');
 }
-ok(set_server_guc('migration_runner.max_wal_rate', '0'), 'max_wal_rate off');
+ok(set_server_guc($node, 'migration_runner.max_wal_rate', '0'), 'max_wal_rate off');
 
 log_has_no_crash($node, 0, 'engine robustness');
 $node->stop;

@@ -18,6 +18,7 @@ our @EXPORT = qw(
   mig_node new_table define_migration mig_row mig_scalar poll_value
   poll_true worker_pid_sql wait_for_worker wait_pid_gone crash_restart
   exactly_once_ok consistent_ok log_has_no_crash q_lit $SLOW_ACTION $WAIT_SECS
+  set_server_guc call_bg call_end
   call_start call_finish wait_lock_waiter counter_counts crash_node
   extension_state
 );
@@ -389,6 +390,53 @@ sub counter_counts
 		  . " || '|' || count(*) FILTER (WHERE n > 1) FROM $table");
 	my ($zero, $one, $more) = split /\|/, $out;
 	return "n=0: $zero, n=1: $one, n>1: $more";
+}
+
+
+# Set a server-wide GUC with ALTER SYSTEM and a reload; return once a new
+# backend (forked by the postmaster after it reloaded) sees the value.
+sub set_server_guc
+{
+	my ($node, $name, $value) = @_;
+	$node->safe_psql('postgres',
+		"ALTER SYSTEM SET $name = " . q_lit($value) . '; SELECT pg_reload_conf()');
+	return poll_true($node,
+		"SELECT current_setting('$name') = " . q_lit($value));
+}
+
+# A psql session that runs CALL mig_run($name) (as $user, if given), with
+# VERBOSITY verbose so that an error shows its SQLSTATE; returns the
+# session and its backend pid.
+sub call_bg
+{
+	my ($node, $name, $user) = @_;
+	my $bg = $node->background_psql('postgres', on_error_stop => 0,
+		defined $user ? (extra_params => [ '-U', $user ]) : ());
+	$bg->set_query_timer_restart;
+	my $pid = $bg->query_safe('SELECT pg_backend_pid()');
+	$bg->query_until(qr/call started/,
+		    "\\set VERBOSITY verbose\n\\echo call started\n"
+		  . 'CALL mig_run(' . q_lit($name) . ");\n");
+	return ($bg, $pid);
+}
+
+# Wait until the CALL of call_bg returns; return its stderr and close the
+# session.  A CALL that does not return within the deadline is a failed
+# test, not the end of the file.
+sub call_end
+{
+	my ($bg, $label) = @_;
+	# psql reads its input in order: this query runs once the CALL returned
+	my $ok = eval { $bg->query("SELECT 'call returned'"); 1 };
+	if (!$ok)
+	{
+		fail("$label: CALL mig_run returned within the deadline");
+		diag($@);
+		return '<CALL did not return>';
+	}
+	my $stderr = $bg->{stderr};
+	$bg->quit;
+	return $stderr;
 }
 
 1;
