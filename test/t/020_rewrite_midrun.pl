@@ -217,6 +217,28 @@ for my $how ('worker', 'call')
 	check_exactly_once($table, $name, $label);
 }
 
+# --- VACUUM FULL while the migration runs ------------------------------------
+#
+# VACUUM FULL cannot run in a transaction block, so its lock cannot be held
+# until a batch waits for it: it runs three times at points where batches
+# are done (polled), each rewriting the table under the worker.  Wherever it
+# lands, every row must be changed exactly once.
+{
+	my ($table, $name) = ('c_rw_vacfull', 'rw_vacfull_v1');
+	setup_case($table, $name);
+	start_run($name, 'worker');
+	for my $at ($pause_at, 2 * $pause_at, 3 * $pause_at)
+	{
+		ok( poll_true(
+				$node,
+				"SELECT batches >= $at FROM migrations WHERE name = '$name'"),
+			"$name: $at batches done before VACUUM FULL");
+		$node->safe_psql('postgres', "VACUUM FULL $table");
+	}
+	is(finish_run($name, 'worker'), 'completed', "$name: completed");
+	check_exactly_once($table, $name, "$name (worker, VACUUM FULL x3)");
+}
+
 log_has_no_crash($node, 0, 'rewrite');
 $node->stop;
 done_testing();
