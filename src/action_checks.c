@@ -49,14 +49,21 @@ is_part_of_relation(Oid target, Oid relid)
 		 list_member_oid(get_partition_ancestors(target), relid));
 }
 
-/* "schema.name" for messages; pg_temp for this session's temporary schema */
-static char *
-relation_for_message(Oid relid)
+/*
+ * "schema.name" for messages; pg_temp for this session's temporary schema,
+ * and the OID of a relation that is gone (a recorded action_target).
+ */
+char *
+mr_relation_for_message(Oid relid)
 {
+	char	   *name = get_rel_name(relid);
+
+	if (name == NULL)
+		return psprintf("relation with OID %u", relid);
 	return psprintf("%s.%s",
 					get_rel_persistence(relid) == RELPERSISTENCE_TEMP ? "pg_temp" :
 					get_namespace_name(get_rel_namespace(relid)),
-					get_rel_name(relid));
+					name);
 }
 
 static Oid
@@ -159,7 +166,7 @@ check_write(Migration *m, Query *query)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("action writes to relation \"%s\", not to the migration's relation \"%s\"",
-							relation_for_message(target), relation_for_message(m->relid)),
+							mr_relation_for_message(target), mr_relation_for_message(m->relid)),
 					 errdetail("Both relations are named \"%s\"; the action's name was resolved with search_path \"%s\".",
 							   get_rel_name(target), m->search_path),
 					 errhint("Qualify the name of the relation in the action with its schema.")));

@@ -26,5 +26,6 @@ extern char *mr_action_tree_or_null(Migration *m);
 extern void mr_check_action_writes(Migration *m, List *queries);
 extern Oid	mr_write_target(List *queries);
 extern void mr_warn_column_comparisons(Migration *m, List *queries);
+extern char *mr_relation_for_message(Oid relid);
 
 #endif							/* MIGRATION_RUNNER_DEFINE_H */

@@ -194,18 +194,6 @@ mr_high_water_sql(MigrationRun *run)
 					run->relname, mr_key_list(m, false, true));
 }
 
-/* a relation's qualified name for a message, or its OID if it is gone */
-static char *
-relation_for_message(Oid relid)
-{
-	char	   *name = get_rel_name(relid);
-
-	if (name == NULL)
-		return psprintf("relation with OID %u", relid);
-	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
-									  name);
-}
-
 /*
  * What the action writes must still be what it wrote at define time: the
  * same checks as mig_define's (no temporary table, no other table of the
@@ -226,8 +214,8 @@ check_action_writes(MigrationRun *run)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("action of migration \"%s\" now writes to %s instead of %s",
 						run->m->name,
-						OidIsValid(target) ? relation_for_message(target) : "no table",
-						relation_for_message(run->m->action_target)),
+						OidIsValid(target) ? mr_relation_for_message(target) : "no table",
+						mr_relation_for_message(run->m->action_target)),
 				 errdetail("With search_path \"%s\", the table names in the action resolve to other tables than when the migration was defined.",
 						   run->search_path),
 				 errhint("Drop the table that captures the name, or define a new version of the migration with schema-qualified names.")));
