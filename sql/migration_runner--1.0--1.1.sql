@@ -146,3 +146,182 @@ SELECT m.id,
 	 WHERE m.relation IS NOT NULL AND m.batches > 0) run ON m.status = 'completed';
 
 GRANT SELECT ON mig_status TO PUBLIC;
+
+/*
+ * Parallel slices.  A managed migration may run on up to `parallel`
+ * runners at once, each walking a slice of the keys still to do.  With
+ * parallel = 1 (the default, and every migration of 1.0) nothing changes:
+ * the migration's own row keeps the cursor.  Once a run splits the keys
+ * into slices, each slice's row keeps its own cursor, committed with each
+ * of its batches, and the migration's counters are the sums; when the last
+ * slice is done the sums are folded into the migration's row and the
+ * slices are removed.
+ */
+ALTER TABLE migrations ADD COLUMN parallel integer NOT NULL DEFAULT 1;
+
+CREATE TABLE migration_slices (
+	migration_id		bigint NOT NULL REFERENCES migrations (id) ON DELETE CASCADE,
+	slice				integer NOT NULL,
+	status				text NOT NULL DEFAULT 'running',
+	lower_key			text[],			-- exclusive; NULL: from the first key
+	upper_key			text[] NOT NULL,	-- inclusive
+	cursor				text[],			-- the last key done, or NULL
+	processed			bigint NOT NULL DEFAULT 0,
+	scanned				bigint NOT NULL DEFAULT 0,
+	batches				bigint NOT NULL DEFAULT 0,
+	current_batch_size	integer,
+	worker_pid			integer,
+	last_batch_at		timestamptz,
+	last_batch_ms		double precision,
+	bounds_ms			double precision NOT NULL DEFAULT 0,
+	action_ms			double precision NOT NULL DEFAULT 0,
+	bookkeeping_ms		double precision NOT NULL DEFAULT 0,
+	commit_ms			double precision NOT NULL DEFAULT 0,
+	PRIMARY KEY (migration_id, slice),
+	CONSTRAINT migration_slices_slice_check CHECK (slice BETWEEN 1 AND 64),
+	CONSTRAINT migration_slices_status_check CHECK (status IN ('running', 'done'))
+);
+
+COMMENT ON TABLE migration_slices IS
+	'migration_runner: the slices of migrations running in parallel (read-only for users)';
+
+REVOKE ALL ON migration_slices FROM PUBLIC;
+GRANT SELECT ON migration_slices TO PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('migration_slices', '');
+
+/*
+ * History rows say which slice ran the batch (0: the migration ran as one
+ * piece); each slice numbers its own batches.
+ */
+ALTER TABLE migration_batches ADD COLUMN slice integer NOT NULL DEFAULT 0;
+ALTER TABLE migration_batches DROP CONSTRAINT migration_batches_pkey;
+ALTER TABLE migration_batches ADD PRIMARY KEY (migration_id, slice, batch);
+
+/* mig_define gains parallel; the 1.0 signature goes */
+DROP FUNCTION mig_define(text, regclass, text, integer, text[], interval,
+						 interval, interval, integer, interval);
+
+CREATE FUNCTION mig_define(name text,
+						   relation regclass,
+						   action text,
+						   batch_size integer DEFAULT 1000,
+						   key_columns text[] DEFAULT NULL,
+						   batch_delay interval DEFAULT NULL,
+						   lock_timeout interval DEFAULT NULL,
+						   statement_timeout interval DEFAULT NULL,
+						   max_retries integer DEFAULT NULL,
+						   target_batch_time interval DEFAULT NULL,
+						   parallel integer DEFAULT 1)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'mig_define'
+LANGUAGE C;
+
+/*
+ * mig_alter: change the run options of a migration that is not completed;
+ * NULL leaves an option as it is.  Running slices pick the change up at
+ * their next batch.  The relation, key and action never change.
+ */
+CREATE FUNCTION mig_alter(name text,
+						  batch_size integer DEFAULT NULL,
+						  parallel integer DEFAULT NULL,
+						  batch_delay interval DEFAULT NULL,
+						  lock_timeout interval DEFAULT NULL,
+						  statement_timeout interval DEFAULT NULL,
+						  max_retries integer DEFAULT NULL,
+						  target_batch_time interval DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'mig_alter'
+LANGUAGE C;
+
+/* mig_slices: one row per slice of a migration that runs in slices */
+CREATE VIEW mig_slices AS
+SELECT m.name,
+	   s.slice,
+	   s.status,
+	   s.lower_key::text AS lower_key,
+	   s.upper_key::text AS upper_key,
+	   s.cursor::text AS cursor,
+	   s.processed,
+	   s.batches,
+	   s.worker_pid
+  FROM migration_slices s
+  JOIN migrations m ON m.id = s.migration_id;
+
+GRANT SELECT ON mig_slices TO PUBLIC;
+
+/*
+ * mig_status with slices: processed, scanned and batches add the slices'
+ * counters while they run; worker_pid is the lowest of the slices' workers
+ * when the migration runs in slices; the rate is taken over the 20 most
+ * recent batches of any slice.
+ */
+CREATE OR REPLACE VIEW mig_status AS
+SELECT m.id,
+	   m.name,
+	   m.status,
+	   CASE WHEN m.relation IS NULL THEN 'application' ELSE 'managed' END AS kind,
+	   m.owner,
+	   m.relation,
+	   m.processed + sl.processed AS processed,
+	   m.scanned + sl.scanned AS scanned,
+	   m.batches + sl.batches AS batches,
+	   est.total AS total_estimate,
+	   CASE WHEN m.status = 'completed' THEN 100.0
+			WHEN est.total > 0 THEN round(100.0 * (m.scanned + sl.scanned) / est.total, 1)
+	   END AS percent,
+	   round(CASE WHEN m.status = 'completed' THEN run.rows_per_sec
+				  ELSE r.rows_per_sec END::numeric, 1) AS rows_per_sec,
+	   CASE WHEN m.status = 'running' AND r.rows_per_sec > 0 AND est.total IS NOT NULL
+			THEN make_interval(secs => round(((est.total - m.scanned - sl.scanned) / r.rows_per_sec)::numeric, 0)::double precision)
+	   END AS eta,
+	   m.current_batch_size,
+	   round(m.last_batch_ms::numeric, 2) AS last_batch_ms,
+	   greatest(m.last_batch_at, sl.last_batch_at) AS last_batch_at,
+	   m.retries,
+	   m.throttled,
+	   coalesce(m.worker_pid, sl.worker_pid) AS worker_pid,
+	   m.started_at,
+	   m.completed_at,
+	   m.error,
+	   CASE WHEN m.action IS NULL OR pg_catalog.pg_has_role(m.owner, 'USAGE')
+			THEN m.action ELSE '<insufficient privilege>' END AS action
+  FROM migrations m
+  LEFT JOIN pg_catalog.pg_class c ON c.oid = m.relation
+  CROSS JOIN LATERAL (
+	SELECT coalesce(sum(s.processed), 0)::bigint AS processed,
+		   coalesce(sum(s.scanned), 0)::bigint AS scanned,
+		   coalesce(sum(s.batches), 0)::bigint AS batches,
+		   max(s.last_batch_at) AS last_batch_at,
+		   min(s.worker_pid) AS worker_pid
+	  FROM migration_slices s
+	 WHERE s.migration_id = m.id) sl
+  LEFT JOIN LATERAL (
+	WITH RECURSIVE tree AS (
+		SELECT c.oid, c.relkind, c.reltuples
+		UNION ALL
+		SELECT p.oid, p.relkind, p.reltuples
+		  FROM tree t
+		  JOIN pg_catalog.pg_inherits i ON i.inhparent = t.oid
+		  JOIN pg_catalog.pg_class p ON p.oid = i.inhrelid
+		 WHERE t.relkind = 'p')
+	SELECT nullif(sum(CASE WHEN t.reltuples >= 0 THEN t.reltuples::bigint
+						   ELSE pg_catalog.pg_stat_get_live_tuples(t.oid) END), 0)::bigint AS total
+	  FROM tree t
+	 WHERE t.relkind <> 'p') live ON c.reltuples < 0
+  CROSS JOIN LATERAL (
+	SELECT CASE WHEN m.status = 'completed' THEN m.scanned
+				WHEN c.reltuples >= 0 THEN greatest(c.reltuples::bigint, m.scanned + sl.scanned)
+				WHEN live.total IS NOT NULL THEN greatest(live.total, m.scanned + sl.scanned)
+		   END AS total) est
+  LEFT JOIN LATERAL (
+	SELECT sum(b.keys) / nullif(extract(epoch FROM
+				max(b.started_at + b.duration_ms * interval '1 millisecond')
+				- min(b.started_at)), 0) AS rows_per_sec
+	  FROM (SELECT keys, started_at, duration_ms
+			  FROM migration_batches
+			 WHERE migration_id = m.id AND error IS NULL
+			 ORDER BY started_at DESC LIMIT 20) b) r ON m.status <> 'completed'
+  LEFT JOIN LATERAL (
+	SELECT m.scanned / nullif(greatest(extract(epoch FROM m.completed_at - m.started_at), 0), 0)
+		   AS rows_per_sec
+	 WHERE m.relation IS NOT NULL AND m.batches > 0) run ON m.status = 'completed';

@@ -47,7 +47,7 @@
 	"coalesce(max_retries, -1), " \
 	"coalesce((extract(epoch FROM target_batch_time) * 1000)::int4, -1), " \
 	"cursor, high_water, batches, error, relation_name, " \
-	"error_detail, error_hint, error_context, action_target::oid"
+	"error_detail, error_hint, error_context, action_target::oid, parallel"
 
 /*
  * The extension's OID, schema and owner, looked up in pg_extension once per
@@ -360,6 +360,7 @@ mr_read_migration(HeapTuple tuple, TupleDesc desc, MemoryContext cxt)
 	m->error_hint = mr_getstring(tuple, desc, 24);
 	m->error_context = mr_getstring(tuple, desc, 25);
 	m->action_target = (Oid) mr_getint(tuple, desc, 26);
+	m->parallel = (int) mr_getint(tuple, desc, 27);
 
 	MemoryContextSwitchTo(old);
 	return m;

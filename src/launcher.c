@@ -419,6 +419,7 @@ start_worker(int64 id, Oid owner, const char *name, TransactionId row_xmin,
 	args.database = MyDatabaseId;
 	args.owner = owner;
 	args.migration_id = id;
+	args.slice = 0;
 	memcpy(worker.bgw_extra, &args, sizeof(args));
 
 	old = MemoryContextSwitchTo(TopMemoryContext);

@@ -87,7 +87,7 @@ mig_run_checked(Migration *m)
 		mr_set_status(m, MR_STATUS_RUNNING, "started_at = now(), " MR_CLEAR_ERROR);
 	mr_spi_commit();
 	mr_pin_transaction();
-	outcome = mr_run_migration(m->id, &procedure_hooks, &sqlerrcode);
+	outcome = mr_run_migration(m->id, 0, &procedure_hooks, &sqlerrcode);
 	report_outcome(m->name, outcome, sqlerrcode);
 }
 
@@ -125,7 +125,7 @@ mig_run(PG_FUNCTION_ARGS)
 		PG_RETURN_VOID();
 	}
 
-	if (!mr_try_lock_runner(m->id))
+	if (mr_runner_is_active(m->id) || !mr_try_lock_runner(m->id, 0))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_IN_USE),
 				 errmsg("migration \"%s\" is being run by another process", name),
@@ -137,7 +137,7 @@ mig_run(PG_FUNCTION_ARGS)
 	}
 	PG_FINALLY();
 	{
-		mr_unlock_runner(m->id);
+		mr_unlock_runner(m->id, 0);
 	}
 	PG_END_TRY();
 

@@ -23,8 +23,14 @@
 /* most key columns a managed migration may have */
 #define MR_MAX_KEY_COLUMNS	8
 
-/* advisory-lock field4 that marks "this process runs migration N" */
+/*
+ * advisory-lock field4 that marks "this process runs migration N" (as one
+ * piece: slice 0), or slice k of it (field4 + k)
+ */
 #define MR_RUNNER_LOCK_FIELD4	0x4D52
+
+/* most slices a migration may run in at once */
+#define MR_MAX_PARALLEL		64
 
 /* statuses of the catalog's status column */
 #define MR_STATUS_PENDING	"pending"
@@ -72,6 +78,7 @@ typedef struct Migration
 	int			statement_timeout_ms;
 	int			max_retries;
 	int			target_batch_ms;
+	int			parallel;		/* how many slices may run at once */
 
 	/* cursor and high-water mark as text, NULL when not set */
 	char	  **cursor;
@@ -176,14 +183,15 @@ typedef struct RunnerHooks
 } RunnerHooks;
 
 extern void mr_pin_transaction(void);
-extern RunOutcome mr_run_migration(int64 migration_id,
+extern RunOutcome mr_run_migration(int64 migration_id, int slice,
 								   const RunnerHooks *hooks, int *sqlerrcode);
 extern const char *mr_outcome_name(RunOutcome outcome);
 
 /* runlock.c */
-extern bool mr_try_lock_runner(int64 migration_id);
-extern void mr_unlock_runner(int64 migration_id);
+extern bool mr_try_lock_runner(int64 migration_id, int slice);
+extern void mr_unlock_runner(int64 migration_id, int slice);
 extern bool mr_runner_is_active(int64 migration_id);
+extern bool mr_slice_runner_is_active(int64 migration_id, int slice);
 extern bool mr_runner_is_mine(int64 migration_id);
 
 /* launcher.c and worker.c: bgworker entry points */

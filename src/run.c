@@ -435,7 +435,8 @@ run_loop(MigrationRun *run, int64 migration_id, const RunnerHooks *hooks)
  * transaction open; on RUN_FAILED, *sqlerrcode is the error's SQLSTATE.
  */
 RunOutcome
-mr_run_migration(int64 migration_id, const RunnerHooks *hooks, int *sqlerrcode)
+mr_run_migration(int64 migration_id, int slice, const RunnerHooks *hooks,
+				 int *sqlerrcode)
 {
 	MemoryContext runcxt;
 	MigrationRun *run;

@@ -64,13 +64,13 @@ static const RunnerHooks worker_hooks = {
  * Read the migration and decide whether this worker should run it.
  */
 static Migration *
-claim_migration(int64 id)
+claim_migration(int64 id, int slice)
 {
 	Migration  *m = NULL;
 
 	if (!mr_extension_is_current())
 		return NULL;
-	if (!mr_try_lock_runner(id))
+	if (!mr_try_lock_runner(id, slice))
 		return NULL;
 	PushActiveSnapshot(GetTransactionSnapshot());
 	m = mr_migration_by_id(id, false);
@@ -162,7 +162,7 @@ mr_worker_main(Datum main_arg)
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	mr_pin_transaction();
-	m = claim_migration(args.migration_id);
+	m = claim_migration(args.migration_id, args.slice);
 	if (m == NULL)
 	{
 		CommitTransactionCommand();
@@ -175,7 +175,7 @@ mr_worker_main(Datum main_arg)
 	workcxt = CurrentMemoryContext;
 	PG_TRY();
 	{
-		outcome = mr_run_migration(args.migration_id, &worker_hooks, &sqlerrcode);
+		outcome = mr_run_migration(args.migration_id, args.slice, &worker_hooks, &sqlerrcode);
 		CommitTransactionCommand();
 	}
 	PG_CATCH();

@@ -15,6 +15,7 @@ typedef struct MigrationWorkerArgs
 	Oid			database;
 	Oid			owner;
 	int64		migration_id;
+	int32		slice;			/* 0: the migration as one piece */
 } MigrationWorkerArgs;
 
 StaticAssertDecl(sizeof(MigrationWorkerArgs) <= BGW_EXTRALEN,
