@@ -192,3 +192,14 @@ mig_wait(PG_FUNCTION_ARGS)
 	mr_wait_done();
 	PG_RETURN_TEXT_P(cstring_to_text(m->status));
 }
+
+/* mig_alter: being written (issue 13); refuses until then */
+PG_FUNCTION_INFO_V1(mig_alter);
+Datum
+mig_alter(PG_FUNCTION_ARGS)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg("mig_alter is not implemented yet")));
+	PG_RETURN_VOID();
+}
