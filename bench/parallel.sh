@@ -270,6 +270,8 @@ $(bench_wait_sql slices "$name" "$TIMEOUT")" ;;
 	if [ "$secs" = NULL ]; then
 		status="ERROR($(head -n 1 "$WORK/err" | sed 's/^psql:[^:]*:[0-9]*: //' | cut -c1-70))"
 		say "    $(cat "$WORK/err")"
+		# a worker still at it would hold the table the next reset drops
+		[ "$workers" = true ] && { q bench -c "SELECT mig_cancel('$name')" >/dev/null 2>&1 || true; }
 	elif [ "$workers" = true ]; then
 		status=$(verify "$w" "$xmin0" "$name")
 	else
@@ -407,6 +409,13 @@ SELECT * FROM (
 	 WHERE r.parallel > 0
 	 ORDER BY r.tbl DESC, r.parallel, r.round) x;
 EOF
+q bench -c "
+	SELECT 'note: ' || r.tbl || ':' || r.method || ' r' || r.round || ' (parallel => ' || r.parallel
+		   || ') ran as one piece: its figure is not one of slices'
+	  FROM bench_results r JOIN migrations mg ON mg.name = r.name
+	 WHERE r.parallel > 1 AND NOT EXISTS (SELECT 1 FROM migration_batches b
+											WHERE b.migration_id = mg.id AND b.slice > 0)
+	 ORDER BY r.ord" | sed 's/^/  /'
 if [ "$WAITS" = 1 ]; then
 	echo
 	echo "(a) and (c): the timed session's samples per wait event"
