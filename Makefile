@@ -40,6 +40,7 @@ OBJS = \
 	src/control.o \
 	src/mig_run.o \
 	src/launcher.o \
+	src/launcher_track.o \
 	src/worker.o
 
 # 1.0 as released, the 1.0 -> 1.1 upgrade, and the 1.1 install script, which

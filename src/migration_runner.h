@@ -89,6 +89,10 @@ typedef struct Migration
 #define MigrationIsManaged(m) (OidIsValid((m)->relid))
 
 /* guc.c */
+
+/* the largest migration_runner.max_workers: the launcher sizes its tables by it */
+#define MR_MAX_WORKERS_LIMIT	64
+
 extern char *mr_database;
 extern int	mr_max_workers;
 extern int	mr_poll_interval_ms;
