@@ -293,8 +293,11 @@ item_has_runner(WorkItem *item, bool sliced)
  * Read what needs a worker: slice 0 of each running managed migration
  * without slices; for one with slices, each slice k up to parallel whose
  * row is still running or not made yet (its worker makes it by taking work
- * from the largest slice).  Done slices need none, nor do slices beyond a
- * lowered parallel (the other runners adopt them).  Sets *n; the items are
+ * from the largest slice).  Slices beyond a lowered parallel get no worker
+ * of their own: the other runners adopt them.  A done slice needs none,
+ * unless such a slice was left with keys after the other runners stopped
+ * looking for work: then its worker starts again to adopt it.  Sets *n; the
+ * items are
  * in the order they should get workers, those to skip included.
  */
 static WorkItem *
@@ -312,16 +315,19 @@ read_work_items(int *n)
 							 "       i.slice > 0 AND s.slice IS NULL, s.worker_pid "
 							 "  FROM %s m "
 							 " CROSS JOIN LATERAL (SELECT EXISTS (SELECT FROM %s s "
-							 "        WHERE s.migration_id = m.id) AS sliced) x "
+							 "        WHERE s.migration_id = m.id) AS sliced, "
+							 "        EXISTS (SELECT FROM %s o WHERE o.migration_id = m.id "
+							 "        AND o.slice > m.parallel AND o.status = 'running') AS orphans) x "
 							 " CROSS JOIN LATERAL pg_catalog.generate_series("
 							 "        CASE WHEN x.sliced THEN 1 ELSE 0 END, "
 							 "        CASE WHEN x.sliced THEN LEAST(m.parallel, %d) ELSE 0 END) "
 							 "        AS i(slice) "
 							 "  LEFT JOIN %s s ON s.migration_id = m.id AND s.slice = i.slice "
 							 " WHERE m.status = 'running' AND m.relation IS NOT NULL "
-							 "   AND (s.slice IS NULL OR s.status = 'running') "
+							 "   AND (s.slice IS NULL OR s.status = 'running' OR x.orphans) "
 							 " ORDER BY m.started_at, m.id, i.slice",
 							 mr_catalog_table("migrations"),
+							 mr_catalog_table("migration_slices"),
 							 mr_catalog_table("migration_slices"),
 							 MR_MAX_PARALLEL,
 							 mr_catalog_table("migration_slices")),
