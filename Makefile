@@ -33,6 +33,8 @@ OBJS = \
 	src/batch.o \
 	src/retry.o \
 	src/run.o \
+	src/split.o \
+	src/slices.o \
 	src/runlock.o \
 	src/api.o \
 	src/status.o \
@@ -40,6 +42,7 @@ OBJS = \
 	src/control.o \
 	src/mig_run.o \
 	src/launcher.o \
+	src/launcher_track.o \
 	src/worker.o
 
 # 1.0 as released, the 1.0 -> 1.1 upgrade, and the 1.1 install script, which

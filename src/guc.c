@@ -60,11 +60,12 @@ mr_define_gucs(void)
 							   NULL, NULL, NULL);
 
 	DefineCustomIntVariable("migration_runner.max_workers",
-							"Maximum number of migrations run at once by background workers.",
-							"Each running migration needs one background worker slot "
+							"Maximum number of background workers running migrations at once.",
+							"Each running migration, or each running slice of a migration that "
+							"runs in parallel, needs one background worker slot "
 							"(max_worker_processes).",
 							&mr_max_workers,
-							2, 0, 64,
+							2, 0, MR_MAX_WORKERS_LIMIT,
 							PGC_SIGHUP,
 							0,
 							NULL, NULL, NULL);

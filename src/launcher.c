@@ -1,8 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * launcher.c
- *	  The static background worker that starts one dynamic worker per
- *	  running managed migration.
+ *	  The static background worker that decides which running migrations,
+ *	  and which slices of them, need a worker, and starts those workers.
  *
  * The launcher connects to migration_runner.database and sleeps on its
  * latch.  mig_start and mig_resume set that latch after their transaction
@@ -11,18 +11,22 @@
  * net.  After a restart or a crash it finds the migrations still running and
  * resumes them from their cursors.
  *
+ * A migration without slices needs one worker (slice 0).  Once its runner
+ * has split the keys into slices (parallel > 1), each slice up to parallel
+ * that is still to do needs one: the workers are handed out fairly, every
+ * migration's first before any migration's second.  While CALL mig_run
+ * holds a migration's slice 0 it runs the slices itself, and none of them
+ * gets a worker.
+ *
  * A migration that cannot be run (its owner was dropped, may not connect to
  * the database, or cannot log in before PostgreSQL 17) is marked failed; it
- * never stops the launcher.  A worker that crashed, that is one that left
- * its migration running, is started again after a backoff that grows while
- * it keeps crashing quickly; a worker that exited because its migration was
- * paused, cancelled or ended is not a crash, and a resume starts the next
- * one at once.
+ * never stops the launcher.  Crashed workers are started again after a
+ * backoff per slice (launcher_track.c).
  *
  * migration_runner.max_workers bounds the workers of the whole server, so
  * the workers a terminated launcher left behind count too.  When
  * max_worker_processes has no slot left, the migrations wait (and say so in
- * migrations.throttled) until one frees.
+ * migrations.throttled) until one frees; that never fails them.
  *
  *-------------------------------------------------------------------------
  */
@@ -48,38 +52,38 @@
 #include "utils/timestamp.h"
 
 #include "compat.h"
+#include "launcher.h"
 #include "migration_runner.h"
 #include "worker.h"
 
 
-#define MAX_TRACKED			64
-#define MIN_BACKOFF_MS		1000
-#define MAX_BACKOFF_MS		60000
-#define QUICK_EXIT_MS		10000
-
-/* the longest wait between two tries for a background worker slot */
+/* the first wait for a background worker slot, and the longest */
+#define MIN_SLOT_BACKOFF_MS 1000
 #define MAX_SLOT_BACKOFF_MS 10000
 
 /* how often to look again while workers we are not told about fill the budget */
 #define FOREIGN_RECHECK_MS	1000
 
-#define WORKER_TYPE			"migration_runner worker"
 #define NO_SLOT_MESSAGE \
 	"waiting for a free background worker slot (max_worker_processes)"
 
-/* what the launcher remembers about one migration's worker */
-typedef struct TrackedWorker
+/*
+ * One thing that needs a worker: a running migration as one piece (slice
+ * 0), or one slice of a migration that runs in slices.
+ */
+typedef struct WorkItem
 {
-	int64		migration_id;	/* 0: free entry */
-	BackgroundWorkerHandle *handle; /* NULL while no worker of ours runs it */
-	pid_t		pid;			/* the worker's process, 0 until known */
-	TransactionId row_xmin;		/* xmin of the migration's row at the start */
-	TimestampTz started_at;
-	TimestampTz retry_at;		/* after a crash: no new worker before this */
-	int			backoff_ms;		/* the last crash's wait, 0 after a clean exit */
-} TrackedWorker;
-
-static TrackedWorker tracked[MAX_TRACKED];
+	int64		id;
+	int			slice;
+	Oid			owner;
+	char	   *name;
+	bool		row_missing;	/* slice k's row is still to be made */
+	TransactionId row_xmin;		/* xmin of its row (slice or migration) */
+	int32		row_pid;		/* the runner its slice row names, or 0 */
+	int			order;			/* its migration's place, oldest first */
+	int			rank;			/* the how-manieth worker of its migration */
+	bool		skip;			/* has a runner, or may not get one now */
+} WorkItem;
 
 /*
  * A shortage of background worker slots: it is logged once, when it begins,
@@ -103,203 +107,6 @@ mr_register_launcher(void)
 	snprintf(worker.bgw_name, BGW_MAXLEN, "migration_runner launcher");
 	snprintf(worker.bgw_type, BGW_MAXLEN, "migration_runner launcher");
 	RegisterBackgroundWorker(&worker);
-}
-
-static TrackedWorker *
-find_tracked(int64 migration_id)
-{
-	int			i;
-
-	for (i = 0; i < MAX_TRACKED; i++)
-		if (tracked[i].migration_id == migration_id)
-			return &tracked[i];
-	return NULL;
-}
-
-/*
- * The worker of this entry crashed: wait before the next start, longer each
- * time it crashes soon after starting.
- */
-static void
-back_off(TrackedWorker *t, const char *name)
-{
-	TimestampTz now = GetCurrentTimestamp();
-
-	if (t->backoff_ms > 0 &&
-		!TimestampDifferenceExceeds(t->started_at, now, QUICK_EXIT_MS))
-		t->backoff_ms = Min(t->backoff_ms * 2, MAX_BACKOFF_MS);
-	else
-		t->backoff_ms = MIN_BACKOFF_MS;
-	t->retry_at = TimestampTzPlusMilliseconds(now, t->backoff_ms);
-	ereport(LOG,
-			(errmsg("migration_runner: worker for migration \"%s\" exited before it finished; starting it again in %d ms",
-					name, t->backoff_ms),
-			 t->pid != 0 ? errdetail("The worker's process ID was %d.", (int) t->pid) : 0));
-}
-
-/* forget the catalog's worker_pid if it still names the dead worker */
-static void
-forget_dead_pid(TrackedWorker *t)
-{
-	Oid			argtypes[2] = {INT8OID, INT4OID};
-	Datum		args[2];
-
-	args[0] = Int64GetDatum(t->migration_id);
-	args[1] = Int32GetDatum((int32) t->pid);
-	mr_catalog_exec(psprintf("UPDATE %s SET worker_pid = NULL "
-							 "WHERE id = $1 AND worker_pid = $2",
-							 mr_catalog_table("migrations")),
-					2, argtypes, args, SPI_OK_UPDATE);
-}
-
-/*
- * One of our workers stopped: did it crash?  Its migration is still
- * running, nobody else runs it, and either the catalog still names the
- * worker as its runner (an error or a signal ended it in the middle), or
- * the worker never touched the migration's row (it died before it got to
- * it: it could not connect, say).  Every other exit is clean: the migration
- * was paused, cancelled, completed or failed, perhaps resumed since, or
- * another runner took it; the next worker may start at once.
- */
-static void
-judge_exit(TrackedWorker *t)
-{
-	Oid			argtype = INT8OID;
-	Datum		arg = Int64GetDatum(t->migration_id);
-
-	t->retry_at = 0;
-	SPI_connect();
-	if (SPI_execute_with_args(psprintf("SELECT name, status, worker_pid, xmin FROM %s WHERE id = $1",
-									   mr_catalog_table("migrations")),
-							  1, &argtype, &arg, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read migration " INT64_FORMAT, t->migration_id);
-	if (SPI_processed == 1)
-	{
-		HeapTuple	tuple = SPI_tuptable->vals[0];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		running = strcmp(SPI_getvalue(tuple, desc, 2), MR_STATUS_RUNNING) == 0;
-		bool		pid_null;
-		bool		xmin_null;
-		int32		runner = DatumGetInt32(SPI_getbinval(tuple, desc, 3, &pid_null));
-		TransactionId xmin = DatumGetTransactionId(SPI_getbinval(tuple, desc, 4, &xmin_null));
-		bool		named = !pid_null && (t->pid == 0 || runner == (int32) t->pid);
-
-		if (running && !mr_runner_is_active(t->migration_id) &&
-			(named || TransactionIdEquals(xmin, t->row_xmin)))
-		{
-			back_off(t, SPI_getvalue(tuple, desc, 1));
-			if (named && t->pid != 0)
-				forget_dead_pid(t);
-		}
-		else
-			t->backoff_ms = 0;
-	}
-	SPI_finish();
-}
-
-/*
- * Look at our workers: note the pids of those that started, and judge
- * those that stopped (when the catalog is there to judge them by).
- * Returns how many are still running or about to.
- */
-static int
-reap_workers(bool have_catalog)
-{
-	int			running = 0;
-	int			i;
-
-	for (i = 0; i < MAX_TRACKED; i++)
-	{
-		TrackedWorker *t = &tracked[i];
-		pid_t		pid;
-
-		if (t->handle == NULL)
-			continue;
-		switch (GetBackgroundWorkerPid(t->handle, &pid))
-		{
-			case BGWH_STARTED:
-				t->pid = pid;
-				running++;
-				break;
-			case BGWH_NOT_YET_STARTED:
-				running++;
-				break;
-			case BGWH_STOPPED:
-			case BGWH_POSTMASTER_DIED:
-				pfree(t->handle);
-				t->handle = NULL;
-				if (have_catalog)
-					judge_exit(t);
-				/* its slot is free now: a migration waiting for one may try */
-				slot_backoff_ms = 0;
-				break;
-		}
-	}
-	return running;
-}
-
-/*
- * Live workers of migration_runner that are not ours: those a launcher
- * terminated before this one started (they survive it).  They count
- * against max_workers like ours, but their exits do not wake us.
- */
-static int
-count_foreign_workers(void)
-{
-	Datum		pids[MAX_TRACKED];
-	int			npids = 0;
-	Oid			argtypes[2] = {INT4ARRAYOID, TEXTOID};
-	Datum		args[2];
-	bool		isnull;
-	int			count;
-	int			i;
-
-	for (i = 0; i < MAX_TRACKED; i++)
-		if (tracked[i].handle != NULL && tracked[i].pid != 0)
-			pids[npids++] = Int32GetDatum((int32) tracked[i].pid);
-	args[0] = PointerGetDatum(construct_array(pids, npids, INT4OID,
-											  sizeof(int32), true, TYPALIGN_INT));
-	args[1] = CStringGetTextDatum(WORKER_TYPE);
-
-	SPI_connect();
-	if (SPI_execute_with_args("SELECT count(*) FROM pg_catalog.pg_stat_activity "
-							  "WHERE backend_type = $2 AND pid <> ALL ($1)",
-							  2, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not count the workers of migration_runner");
-	count = (int) DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-											  SPI_tuptable->tupdesc, 1, &isnull));
-	SPI_finish();
-	return count;
-}
-
-/*
- * A slot for a migration about to get a worker: its old entry, a free one,
- * or the entry of a finished worker that started longest ago.
- */
-static TrackedWorker *
-tracking_slot(int64 migration_id)
-{
-	TrackedWorker *slot = find_tracked(migration_id);
-	int			i;
-
-	if (slot != NULL)
-		return slot;
-	for (i = 0; i < MAX_TRACKED; i++)
-	{
-		if (tracked[i].handle != NULL)
-			continue;
-		if (slot == NULL || tracked[i].migration_id == 0 ||
-			tracked[i].started_at < slot->started_at)
-			slot = &tracked[i];
-		if (slot->migration_id == 0)
-			break;
-	}
-	if (slot != NULL && slot->migration_id != migration_id)
-	{
-		memset(slot, 0, sizeof(TrackedWorker));
-		slot->migration_id = migration_id;
-	}
-	return slot;
 }
 
 /*
@@ -395,11 +202,10 @@ end_slot_shortage(void)
 }
 
 /*
- * Register a worker for a migration; false if there is no free slot.
+ * Register a worker for a work item; false if there is no free slot.
  */
 static bool
-start_worker(int64 id, Oid owner, const char *name, TransactionId row_xmin,
-			 TrackedWorker *slot)
+start_worker(WorkItem *item, TrackedWorker *slot)
 {
 	BackgroundWorker worker;
 	MigrationWorkerArgs args;
@@ -413,13 +219,19 @@ start_worker(int64 id, Oid owner, const char *name, TransactionId row_xmin,
 	worker.bgw_restart_time = BGW_NEVER_RESTART;
 	snprintf(worker.bgw_library_name, BGW_MAXLEN, "migration_runner");
 	snprintf(worker.bgw_function_name, BGW_MAXLEN, "mr_worker_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "migration_runner worker for %s", name);
-	snprintf(worker.bgw_type, BGW_MAXLEN, WORKER_TYPE);
+	if (item->slice == 0)
+		snprintf(worker.bgw_name, BGW_MAXLEN, "migration_runner worker for %s",
+				 item->name);
+	else
+		snprintf(worker.bgw_name, BGW_MAXLEN, "migration_runner worker for %s slice %d",
+				 item->name, item->slice);
+	snprintf(worker.bgw_type, BGW_MAXLEN, MR_WORKER_TYPE);
 	worker.bgw_notify_pid = MyProcPid;
+	memset(&args, 0, sizeof(args));
 	args.database = MyDatabaseId;
-	args.owner = owner;
-	args.migration_id = id;
-	args.slice = 0;
+	args.owner = item->owner;
+	args.migration_id = item->id;
+	args.slice = item->slice;
 	memcpy(worker.bgw_extra, &args, sizeof(args));
 
 	old = MemoryContextSwitchTo(TopMemoryContext);
@@ -430,13 +242,163 @@ start_worker(int64 id, Oid owner, const char *name, TransactionId row_xmin,
 
 	slot->handle = handle;
 	slot->pid = 0;
-	slot->row_xmin = row_xmin;
+	slot->row_missing = item->row_missing;
+	slot->row_xmin = item->row_xmin;
 	slot->started_at = GetCurrentTimestamp();
 	return true;
 }
 
 /*
- * Start workers for running migrations that have none, oldest first, up to
+ * The work items, in the order they get workers: every migration's first
+ * worker before any migration's second (a slice that already has a runner
+ * counts as one of the first), then the oldest migration first.
+ */
+static int
+compare_items(const void *a, const void *b)
+{
+	const WorkItem *x = (const WorkItem *) a;
+	const WorkItem *y = (const WorkItem *) b;
+
+	if (x->rank != y->rank)
+		return x->rank < y->rank ? -1 : 1;
+	if (x->order != y->order)
+		return x->order < y->order ? -1 : 1;
+	return x->slice < y->slice ? -1 : x->slice > y->slice ? 1 : 0;
+}
+
+/*
+ * Does one of the migration's slices (or the migration as one piece) have
+ * a runner?  Ours, or another process that holds its runner lock: CALL
+ * mig_run, or a worker a terminated launcher left behind.
+ */
+static bool
+item_has_runner(WorkItem *item, bool sliced)
+{
+	TrackedWorker *whole;
+
+	if (mr_tracked_is_live(item->id, item->slice))
+		return true;
+	/* as one piece: any runner of the migration (one that split it, say) */
+	if (!sliced)
+		return mr_runner_is_active(item->id);
+	/* the slice our worker for the migration as one piece went on to run */
+	whole = mr_find_tracked(item->id, 0);
+	if (whole != NULL && whole->handle != NULL && whole->pid != 0 &&
+		item->row_pid == (int32) whole->pid)
+		return true;
+	return mr_slice_runner_is_active(item->id, item->slice);
+}
+
+/*
+ * Read what needs a worker: slice 0 of each running managed migration
+ * without slices; for one with slices, each slice k up to parallel whose
+ * row is still running or not made yet (its worker makes it by taking work
+ * from the largest slice).  Slices beyond a lowered parallel get no worker
+ * of their own: the other runners adopt them.  A done slice needs none,
+ * unless such a slice was left with keys after the other runners stopped
+ * looking for work: then its worker starts again to adopt it.  Sets *n; the
+ * items are
+ * in the order they should get workers, those to skip included.
+ */
+static WorkItem *
+read_work_items(int *n)
+{
+	SPITupleTable *tuptable;
+	WorkItem   *items;
+	uint64		rows;
+	uint64		i;
+	uint64		first = 0;
+	int			order = 0;
+
+	if (SPI_execute(psprintf("SELECT m.id, m.owner::oid, m.name, i.slice, "
+							 "       CASE WHEN i.slice = 0 THEN m.xmin ELSE s.xmin END, "
+							 "       i.slice > 0 AND s.slice IS NULL, s.worker_pid "
+							 "  FROM %s m "
+							 " CROSS JOIN LATERAL (SELECT EXISTS (SELECT FROM %s s "
+							 "        WHERE s.migration_id = m.id) AS sliced, "
+							 "        EXISTS (SELECT FROM %s o WHERE o.migration_id = m.id "
+							 "        AND o.slice > m.parallel AND o.status = 'running') AS orphans) x "
+							 " CROSS JOIN LATERAL pg_catalog.generate_series("
+							 "        CASE WHEN x.sliced THEN 1 ELSE 0 END, "
+							 "        CASE WHEN x.sliced THEN LEAST(m.parallel, %d) ELSE 0 END) "
+							 "        AS i(slice) "
+							 "  LEFT JOIN %s s ON s.migration_id = m.id AND s.slice = i.slice "
+							 " WHERE m.status = 'running' AND m.relation IS NOT NULL "
+							 "   AND (s.slice IS NULL OR s.status = 'running' OR x.orphans) "
+							 " ORDER BY m.started_at, m.id, i.slice",
+							 mr_catalog_table("migrations"),
+							 mr_catalog_table("migration_slices"),
+							 mr_catalog_table("migration_slices"),
+							 MR_MAX_PARALLEL,
+							 mr_catalog_table("migration_slices")),
+					true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read running migrations");
+	tuptable = SPI_tuptable;
+	rows = SPI_processed;
+	items = palloc0(sizeof(WorkItem) * Max(rows, 1));
+
+	for (i = 0; i <= rows; i++)
+	{
+		WorkItem   *item = &items[i];
+		TupleDesc	desc = tuptable->tupdesc;
+		HeapTuple	tuple;
+		bool		isnull;
+		bool		sliced;
+
+		/* a migration's items are all read: rank them */
+		if (i == rows || (i > first &&
+						  DatumGetInt64(SPI_getbinval(tuptable->vals[i], desc, 1, &isnull)) !=
+						  items[first].id))
+		{
+			uint64		j;
+			int			rank = 0;
+			bool		blocked;
+
+			/*
+			 * CALL mig_run runs the slices one after another itself while it
+			 * holds slice 0's lock: no worker for any slice of it.  (Our own
+			 * worker for slice 0 is the one that split the keys, on its way
+			 * to run one of the slices.)
+			 */
+			sliced = items[first].slice > 0;
+			blocked = sliced && !mr_tracked_is_live(items[first].id, 0) &&
+				mr_slice_runner_is_active(items[first].id, 0);
+			/* those that have a runner come first: they are its first workers */
+			for (j = first; j < i; j++)
+				if (blocked || item_has_runner(&items[j], sliced))
+				{
+					items[j].skip = true;
+					items[j].rank = rank++;
+				}
+			for (j = first; j < i; j++)
+				if (!items[j].skip)
+					items[j].rank = rank++;
+			first = i;
+			order++;
+			if (i == rows)
+				break;
+		}
+		tuple = tuptable->vals[i];
+		item->id = DatumGetInt64(SPI_getbinval(tuple, desc, 1, &isnull));
+		item->owner = DatumGetObjectId(SPI_getbinval(tuple, desc, 2, &isnull));
+		item->name = SPI_getvalue(tuple, desc, 3);
+		item->slice = DatumGetInt32(SPI_getbinval(tuple, desc, 4, &isnull));
+		item->row_xmin = DatumGetTransactionId(SPI_getbinval(tuple, desc, 5, &isnull));
+		if (isnull)
+			item->row_xmin = InvalidTransactionId;
+		item->row_missing = DatumGetBool(SPI_getbinval(tuple, desc, 6, &isnull));
+		item->row_pid = DatumGetInt32(SPI_getbinval(tuple, desc, 7, &isnull));
+		if (isnull)
+			item->row_pid = 0;
+		item->order = order;
+	}
+	qsort(items, rows, sizeof(WorkItem), compare_items);
+	*n = (int) rows;
+	return items;
+}
+
+/*
+ * Start workers for the work items that have none, fairly (above), up to
  * max_workers.  Returns how long to sleep at most before looking again.
  */
 static long
@@ -444,43 +406,40 @@ start_workers(void)
 {
 	long		sleep_ms = mr_poll_interval_ms;
 	bool		have_catalog = mr_extension_is_current();
-	int			running = reap_workers(have_catalog);
+	bool		freed;
+	int			running = mr_reap_workers(have_catalog, &freed);
 	int			foreign;
 	bool		no_slot = false;
-	uint64		i;
-	uint64		n;
-	SPITupleTable *tuptable;
+	bool		waiting = false;
+	WorkItem   *items;
+	int			n;
+	int			i;
 
+	/* a slot is free now: work waiting for one may try at once */
+	if (freed)
+		slot_backoff_ms = 0;
 	if (!have_catalog || !mr_enabled)
 		return sleep_ms;
 
-	foreign = count_foreign_workers();
+	foreign = mr_count_foreign_workers();
 	running += foreign;
 	SPI_connect();
-	if (SPI_execute(psprintf("SELECT id, owner::oid, name, xmin FROM %s "
-							 "WHERE status = 'running' AND relation IS NOT NULL "
-							 "ORDER BY started_at, id",
-							 mr_catalog_table("migrations")),
-					true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read running migrations");
-	tuptable = SPI_tuptable;
-	n = SPI_processed;
+	items = read_work_items(&n);
 
-	for (i = 0; i < n && running < mr_max_workers; i++)
+	for (i = 0; i < n; i++)
 	{
-		HeapTuple	tuple = tuptable->vals[i];
-		bool		isnull;
-		int64		id = DatumGetInt64(SPI_getbinval(tuple, tuptable->tupdesc, 1, &isnull));
-		Oid			owner = DatumGetObjectId(SPI_getbinval(tuple, tuptable->tupdesc, 2, &isnull));
-		char	   *name = SPI_getvalue(tuple, tuptable->tupdesc, 3);
-		TransactionId xmin = DatumGetTransactionId(SPI_getbinval(tuple, tuptable->tupdesc, 4, &isnull));
-		TrackedWorker *slot = find_tracked(id);
+		WorkItem   *item = &items[i];
+		TrackedWorker *slot;
 		char	   *problem;
 
-		if (slot != NULL && slot->handle != NULL)
-			continue;			/* has a worker */
-		if (mr_runner_is_active(id))
-			continue;			/* CALL mig_run or an inherited worker has it */
+		if (item->skip)
+			continue;			/* has a runner, or CALL mig_run has it */
+		if (running >= mr_max_workers)
+		{
+			waiting = true;
+			break;
+		}
+		slot = mr_find_tracked(item->id, item->slice);
 		if (slot != NULL && slot->retry_at > GetCurrentTimestamp())
 		{
 			sleep_ms = Min(sleep_ms,
@@ -488,31 +447,31 @@ start_workers(void)
 														   slot->retry_at) + 1);
 			continue;
 		}
-		problem = owner_problem(owner);
+		problem = owner_problem(item->owner);
 		if (problem != NULL)
 		{
-			fail_migration(id, problem);
+			fail_migration(item->id, problem);
 			continue;
 		}
-		slot = tracking_slot(id);
+		slot = mr_tracking_slot(item->id, item->slice);
 		if (slot == NULL)
 			break;				/* all tracked entries have live workers */
 		/* after one failed start, the others would fail too */
-		if (no_slot || !start_worker(id, owner, name, xmin, slot))
+		if (no_slot || !start_worker(item, slot))
 		{
 			no_slot = true;
-			wait_for_slot(id, name);
+			wait_for_slot(item->id, item->name);
 		}
 		running++;
 	}
 	SPI_finish();
 
 	/* inherited workers fill the budget, and their exits do not wake us */
-	if (foreign > 0 && i < n)
+	if (foreign > 0 && waiting)
 		sleep_ms = Min(sleep_ms, FOREIGN_RECHECK_MS);
 	if (no_slot)
 	{
-		slot_backoff_ms = slot_backoff_ms == 0 ? MIN_BACKOFF_MS :
+		slot_backoff_ms = slot_backoff_ms == 0 ? MIN_SLOT_BACKOFF_MS :
 			Min(slot_backoff_ms * 2, MAX_SLOT_BACKOFF_MS);
 		sleep_ms = Min(sleep_ms, slot_backoff_ms);
 	}

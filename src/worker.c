@@ -1,22 +1,27 @@
 /*-------------------------------------------------------------------------
  *
  * worker.c
- *	  The dynamic background worker that runs one managed migration.
+ *	  The dynamic background worker that runs one managed migration, or one
+ *	  slice of a migration that runs in slices.
  *
- * The launcher starts it with the migration's id and owner.  It connects as
- * the owner, so the action runs with exactly that role's privileges, takes
- * the migration's runner lock (if CALL mig_run or another worker holds it,
- * it leaves quietly), and drives the batch engine until the migration
- * completes, is paused or cancelled, fails, or the extension is dropped.
+ * The launcher starts it with the migration's id, owner and slice (0: the
+ * migration as one piece).  It connects as the owner, so the action runs
+ * with exactly that role's privileges, takes the runner lock of its slice
+ * (if CALL mig_run or another worker holds it, it leaves quietly), and
+ * drives the batch engine until the migration completes, is paused or
+ * cancelled, fails, its slice is done, or the extension is dropped.  A
+ * worker whose slice was done before it got to it leaves quietly too.
  *
  * SIGTERM uses the core handler: the open batch is rolled back and the
- * process exits; the launcher resumes the migration from its cursor.
+ * process exits; the launcher resumes the migration (or the slice) from its
+ * cursor.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/pg_type.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -57,16 +62,47 @@ worker_should_stop(void)
 
 static const RunnerHooks worker_hooks = {
 	worker_commit_and_begin,
-	worker_should_stop
+	worker_should_stop,
+	false
 };
 
 /*
- * Read the migration and decide whether this worker should run it.
+ * Is slice k of the migration done?  A missing row is not: the runner of
+ * slice k makes it by taking work from the largest slice.
+ */
+static bool
+slice_is_done(int64 id, int slice)
+{
+	CatalogAccess access;
+	Oid			argtypes[2] = {INT8OID, INT4OID};
+	Datum		args[2];
+	bool		done;
+
+	args[0] = Int64GetDatum(id);
+	args[1] = Int32GetDatum(slice);
+	mr_catalog_enter(&access);
+	SPI_connect();
+	if (SPI_execute_with_args(psprintf("SELECT FROM %s WHERE migration_id = $1 "
+									   "AND slice = $2 AND status = 'done'",
+									   mr_catalog_table("migration_slices")),
+							  2, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read slice %d of migration " INT64_FORMAT,
+			 slice, id);
+	done = SPI_processed > 0;
+	SPI_finish();
+	mr_catalog_leave(&access);
+	return done;
+}
+
+/*
+ * Read the migration and decide whether this worker should run it (or its
+ * slice).
  */
 static Migration *
 claim_migration(int64 id, int slice)
 {
 	Migration  *m = NULL;
+	bool		done = false;
 
 	if (!mr_extension_is_current())
 		return NULL;
@@ -74,11 +110,34 @@ claim_migration(int64 id, int slice)
 		return NULL;
 	PushActiveSnapshot(GetTransactionSnapshot());
 	m = mr_migration_by_id(id, false);
+	if (m != NULL && slice > 0)
+		done = slice_is_done(id, slice);
 	PopActiveSnapshot();
 	if (m == NULL || !MigrationIsManaged(m) ||
-		strcmp(m->status, MR_STATUS_RUNNING) != 0)
+		strcmp(m->status, MR_STATUS_RUNNING) != 0 || done)
 		return NULL;
 	return m;
+}
+
+/* "migration "x"" or "slice k of migration "x"", for the log */
+static char *
+runner_name(const char *name, int slice)
+{
+	if (slice == 0)
+		return psprintf("migration \"%s\"", name);
+	return psprintf("slice %d of migration \"%s\"", slice, name);
+}
+
+/* is the migration completed (after its slice's runner finished)? */
+static bool
+migration_completed(int64 id)
+{
+	Migration  *m;
+
+	PushActiveSnapshot(GetTransactionSnapshot());
+	m = mr_extension_is_current() ? mr_migration_by_id(id, false) : NULL;
+	PopActiveSnapshot();
+	return m != NULL && strcmp(m->status, MR_STATUS_COMPLETED) == 0;
 }
 
 /*
@@ -89,7 +148,7 @@ claim_migration(int64 id, int slice)
  * reported and the transaction aborted.
  */
 static void
-fail_after_error(int64 id, const char *name, ErrorData *edata)
+fail_after_error(int64 id, int slice, const char *name, ErrorData *edata)
 {
 	Migration  *m;
 
@@ -97,7 +156,8 @@ fail_after_error(int64 id, const char *name, ErrorData *edata)
 	{
 		ereport(LOG,
 				(errmsg("migration_runner: migration \"%s\" paused on a cancel request",
-						name)));
+						name),
+				 slice > 0 ? errdetail("The request reached the runner of slice %d.", slice) : 0));
 		return;
 	}
 	SetCurrentStatementStartTimestamp();
@@ -114,27 +174,40 @@ fail_after_error(int64 id, const char *name, ErrorData *edata)
 					  psprintf("error = %s, worker_pid = NULL, throttled = NULL",
 							   quote_literal_cstr(error)));
 		ereport(LOG,
-				(errmsg("migration_runner: migration \"%s\" failed: %s", name, error)));
+				(errmsg("migration_runner: migration \"%s\" failed: %s", name, error),
+				 slice > 0 ? errdetail("The error ended the runner of slice %d.", slice) : 0));
 	}
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 }
 
-/* say in the server log how the run ended */
+/*
+ * Say in the server log how the run ended.  A slice's runner that finished
+ * its slice (and found no work left to take) says so; the one that
+ * finished last completed the migration.
+ */
 static void
-log_outcome(const char *name, RunOutcome outcome)
+log_outcome(const char *name, int slice, RunOutcome outcome, bool completed)
 {
-	if (outcome == RUN_COMPLETED)
+	if (outcome == RUN_COMPLETED && (slice == 0 || completed))
 		ereport(LOG,
-				(errmsg("migration_runner: migration \"%s\" completed", name)));
+				(errmsg("migration_runner: migration \"%s\" completed", name),
+				 slice > 0 ? errdetail("Slice %d finished last.", slice) : 0));
+	else if (outcome == RUN_COMPLETED)
+		ereport(LOG,
+				(errmsg("migration_runner: worker for %s finished: no work left for it",
+						runner_name(name, slice))));
 	else if (outcome == RUN_FAILED)
 		ereport(LOG,
 				(errmsg("migration_runner: migration \"%s\" failed", name),
+				 slice > 0 ?
+				 errdetail("The runner of slice %d stopped on the error; it is in migrations.error.",
+						   slice) :
 				 errdetail("The error is in migrations.error.")));
 	else
 		ereport(DEBUG1,
-				(errmsg("migration_runner: worker for migration \"%s\" stopped: %s",
-						name, mr_outcome_name(outcome))));
+				(errmsg("migration_runner: worker for %s stopped: %s",
+						runner_name(name, slice), mr_outcome_name(outcome))));
 }
 
 void
@@ -144,6 +217,7 @@ mr_worker_main(Datum main_arg)
 	Migration  *m;
 	RunOutcome	outcome = RUN_INTERRUPTED;
 	int			sqlerrcode;
+	bool		completed = false;
 	char	   *name;
 	MemoryContext workcxt;
 
@@ -165,17 +239,26 @@ mr_worker_main(Datum main_arg)
 	m = claim_migration(args.migration_id, args.slice);
 	if (m == NULL)
 	{
+		ereport(DEBUG1,
+				(errmsg("migration_runner: worker for migration " INT64_FORMAT " slice %d has nothing to do",
+						args.migration_id, args.slice)));
 		CommitTransactionCommand();
 		proc_exit(0);
 	}
 	/* the name outlives the transaction that read it */
 	name = MemoryContextStrdup(TopMemoryContext, m->name);
-	pgstat_report_appname(psprintf("migration_runner: %s", name));
+	if (args.slice == 0)
+		pgstat_report_appname(psprintf("migration_runner: %s", name));
+	else
+		pgstat_report_appname(psprintf("migration_runner: %s slice %d",
+									   name, args.slice));
 
 	workcxt = CurrentMemoryContext;
 	PG_TRY();
 	{
 		outcome = mr_run_migration(args.migration_id, args.slice, &worker_hooks, &sqlerrcode);
+		if (outcome == RUN_COMPLETED && args.slice > 0)
+			completed = migration_completed(args.migration_id);
 		CommitTransactionCommand();
 	}
 	PG_CATCH();
@@ -188,11 +271,11 @@ mr_worker_main(Datum main_arg)
 		FlushErrorState();
 		AbortCurrentTransaction();
 		MemoryContextSwitchTo(workcxt);
-		fail_after_error(args.migration_id, name, edata);
+		fail_after_error(args.migration_id, args.slice, name, edata);
 		proc_exit(1);
 	}
 	PG_END_TRY();
 
-	log_outcome(name, outcome);
+	log_outcome(name, args.slice, outcome, completed);
 	proc_exit(0);
 }

@@ -1,0 +1,49 @@
+/*-------------------------------------------------------------------------
+ *
+ * launcher.h
+ *	  What the launcher's two halves share: launcher.c decides which
+ *	  migrations and slices get a worker and starts them; launcher_track.c
+ *	  remembers the workers it started, judges their exits and keeps the
+ *	  crash backoff of each (migration, slice).
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef MIGRATION_RUNNER_LAUNCHER_H
+#define MIGRATION_RUNNER_LAUNCHER_H
+
+#include "datatype/timestamp.h"
+#include "postmaster/bgworker.h"
+
+#include "migration_runner.h"
+
+/*
+ * Entries of the launcher's table: at most max_workers of them have a live
+ * worker; the others keep the crash backoff of slices waiting to be
+ * started again, as many as one migration can have.
+ */
+#define MR_MAX_TRACKED		(MR_MAX_WORKERS_LIMIT + MR_MAX_PARALLEL)
+
+#define MR_WORKER_TYPE		"migration_runner worker"
+
+/* what the launcher remembers about the worker of one (migration, slice) */
+typedef struct TrackedWorker
+{
+	int64		migration_id;	/* 0: free entry */
+	int			slice;			/* 0: the migration as one piece */
+	BackgroundWorkerHandle *handle; /* NULL while no worker of ours runs it */
+	pid_t		pid;			/* the worker's process, 0 until known */
+	bool		row_missing;	/* slice k's row did not exist at the start */
+	TransactionId row_xmin;		/* xmin of its row (slice or migration) then */
+	TimestampTz started_at;
+	TimestampTz retry_at;		/* after a crash: no new worker before this */
+	int			backoff_ms;		/* the last crash's wait, 0 after a clean exit */
+} TrackedWorker;
+
+/* launcher_track.c */
+extern TrackedWorker *mr_find_tracked(int64 migration_id, int slice);
+extern bool mr_tracked_is_live(int64 migration_id, int slice);
+extern TrackedWorker *mr_tracking_slot(int64 migration_id, int slice);
+extern int	mr_reap_workers(bool have_catalog, bool *freed);
+extern int	mr_count_foreign_workers(void);
+
+#endif							/* MIGRATION_RUNNER_LAUNCHER_H */
