@@ -411,6 +411,7 @@ SELECT * FROM (
 EOF
 q bench -c "
 	SELECT 'note: ' || r.tbl || ':' || r.method || ' r' || r.round || ' (parallel => ' || r.parallel
+		   || ', migrations.parallel = ' || mg.parallel
 		   || ') ran as one piece: its figure is not one of slices'
 	  FROM bench_results r JOIN migrations mg ON mg.name = r.name
 	 WHERE r.parallel > 1 AND NOT EXISTS (SELECT 1 FROM migration_batches b
