@@ -38,6 +38,7 @@ OBJS = \
 	src/status.o \
 	src/seed.o \
 	src/control.o \
+	src/alter.o \
 	src/mig_run.o \
 	src/launcher.o \
 	src/worker.o
