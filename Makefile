@@ -40,6 +40,7 @@ OBJS = \
 	src/status.o \
 	src/seed.o \
 	src/control.o \
+	src/alter.o \
 	src/mig_run.o \
 	src/launcher.o \
 	src/launcher_track.o \
