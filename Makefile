@@ -33,6 +33,7 @@ OBJS = \
 	src/batch.o \
 	src/retry.o \
 	src/run.o \
+	src/run_end.o \
 	src/split.o \
 	src/slices.o \
 	src/runlock.o \
