@@ -61,8 +61,11 @@
 #define MIN_SLOT_BACKOFF_MS 1000
 #define MAX_SLOT_BACKOFF_MS 10000
 
-/* how often to look again while workers we are not told about fill the budget */
-#define FOREIGN_RECHECK_MS	1000
+/*
+ * How often to look again for what nobody wakes us for: the exits of
+ * workers we did not start, a split of a migration into slices.
+ */
+#define RECHECK_MS			1000
 
 #define NO_SLOT_MESSAGE \
 	"waiting for a free background worker slot (max_worker_processes)"
@@ -295,10 +298,12 @@ item_has_runner(WorkItem *item, bool sliced)
  * row is still running or not made yet (its worker makes it by taking work
  * from the largest slice).  Done slices need none, nor do slices beyond a
  * lowered parallel (the other runners adopt them).  Sets *n; the items are
- * in the order they should get workers, those to skip included.
+ * in the order they should get workers, those to skip included.  Sets
+ * *split_soon if a migration runs as one piece with parallel > 1: its
+ * runner is about to split it.
  */
 static WorkItem *
-read_work_items(int *n)
+read_work_items(int *n, bool *split_soon)
 {
 	SPITupleTable *tuptable;
 	WorkItem   *items;
@@ -309,7 +314,8 @@ read_work_items(int *n)
 
 	if (SPI_execute(psprintf("SELECT m.id, m.owner::oid, m.name, i.slice, "
 							 "       CASE WHEN i.slice = 0 THEN m.xmin ELSE s.xmin END, "
-							 "       i.slice > 0 AND s.slice IS NULL, s.worker_pid "
+							 "       i.slice > 0 AND s.slice IS NULL, s.worker_pid, "
+							 "       NOT x.sliced AND m.parallel > 1 "
 							 "  FROM %s m "
 							 " CROSS JOIN LATERAL (SELECT EXISTS (SELECT FROM %s s "
 							 "        WHERE s.migration_id = m.id) AS sliced) x "
@@ -384,6 +390,8 @@ read_work_items(int *n)
 		item->row_pid = DatumGetInt32(SPI_getbinval(tuple, desc, 7, &isnull));
 		if (isnull)
 			item->row_pid = 0;
+		if (DatumGetBool(SPI_getbinval(tuple, desc, 8, &isnull)))
+			*split_soon = true;
 		item->order = order;
 	}
 	qsort(items, rows, sizeof(WorkItem), compare_items);
@@ -405,6 +413,7 @@ start_workers(void)
 	int			foreign;
 	bool		no_slot = false;
 	bool		waiting = false;
+	bool		split_soon = false;
 	WorkItem   *items;
 	int			n;
 	int			i;
@@ -418,7 +427,7 @@ start_workers(void)
 	foreign = mr_count_foreign_workers();
 	running += foreign;
 	SPI_connect();
-	items = read_work_items(&n);
+	items = read_work_items(&n, &split_soon);
 
 	for (i = 0; i < n; i++)
 	{
@@ -462,7 +471,14 @@ start_workers(void)
 
 	/* inherited workers fill the budget, and their exits do not wake us */
 	if (foreign > 0 && waiting)
-		sleep_ms = Min(sleep_ms, FOREIGN_RECHECK_MS);
+		sleep_ms = Min(sleep_ms, RECHECK_MS);
+
+	/*
+	 * Look again soon for the slices a split is about to make, so that they
+	 * do not wait for the poll interval (the runner need not wake us).
+	 */
+	if (split_soon)
+		sleep_ms = Min(sleep_ms, RECHECK_MS);
 	if (no_slot)
 	{
 		slot_backoff_ms = slot_backoff_ms == 0 ? MIN_SLOT_BACKOFF_MS :

@@ -128,18 +128,6 @@ runner_name(const char *name, int slice)
 	return psprintf("slice %d of migration \"%s\"", slice, name);
 }
 
-/* is the migration completed (after its slice's runner finished)? */
-static bool
-migration_completed(int64 id)
-{
-	Migration  *m;
-
-	PushActiveSnapshot(GetTransactionSnapshot());
-	m = mr_extension_is_current() ? mr_migration_by_id(id, false) : NULL;
-	PopActiveSnapshot();
-	return m != NULL && strcmp(m->status, MR_STATUS_COMPLETED) == 0;
-}
-
 /*
  * An error escaped the engine's guarded steps (the throttle queries, a
  * commit, recording a failure): the run cannot go on.  A cancel request
@@ -182,26 +170,26 @@ fail_after_error(int64 id, int slice, const char *name, ErrorData *edata)
 }
 
 /*
- * Say in the server log how the run ended.  A slice's runner that finished
- * its slice (and found no work left to take) says so; the one that
- * finished last completed the migration.
+ * Say in the server log how the run ended: the runner that finished last
+ * completed the migration; a slice's runner that found no work left says
+ * so, the others finish the migration.
  */
 static void
-log_outcome(const char *name, int slice, RunOutcome outcome, bool completed)
+log_outcome(const char *name, int slice, RunOutcome outcome)
 {
-	if (outcome == RUN_COMPLETED && (slice == 0 || completed))
+	if (outcome == RUN_COMPLETED)
 		ereport(LOG,
 				(errmsg("migration_runner: migration \"%s\" completed", name),
-				 slice > 0 ? errdetail("Slice %d finished last.", slice) : 0));
-	else if (outcome == RUN_COMPLETED)
+				 slice > 0 ? errdetail("The worker started for slice %d finished last.", slice) : 0));
+	else if (outcome == RUN_SLICES_LEFT)
 		ereport(LOG,
-				(errmsg("migration_runner: worker for %s finished: no work left for it",
+				(errmsg("migration_runner: worker for %s found no work left; other runners finish the migration",
 						runner_name(name, slice))));
 	else if (outcome == RUN_FAILED)
 		ereport(LOG,
 				(errmsg("migration_runner: migration \"%s\" failed", name),
 				 slice > 0 ?
-				 errdetail("The runner of slice %d stopped on the error; it is in migrations.error.",
+				 errdetail("The worker started for slice %d stopped on the error; it is in migrations.error.",
 						   slice) :
 				 errdetail("The error is in migrations.error.")));
 	else
@@ -217,7 +205,6 @@ mr_worker_main(Datum main_arg)
 	Migration  *m;
 	RunOutcome	outcome = RUN_INTERRUPTED;
 	int			sqlerrcode;
-	bool		completed = false;
 	char	   *name;
 	MemoryContext workcxt;
 
@@ -257,8 +244,6 @@ mr_worker_main(Datum main_arg)
 	PG_TRY();
 	{
 		outcome = mr_run_migration(args.migration_id, args.slice, &worker_hooks, &sqlerrcode);
-		if (outcome == RUN_COMPLETED && args.slice > 0)
-			completed = migration_completed(args.migration_id);
 		CommitTransactionCommand();
 	}
 	PG_CATCH();
@@ -276,6 +261,6 @@ mr_worker_main(Datum main_arg)
 	}
 	PG_END_TRY();
 
-	log_outcome(name, args.slice, outcome, completed);
+	log_outcome(name, args.slice, outcome);
 	proc_exit(0);
 }

@@ -1,0 +1,221 @@
+# The launcher's workers for the slices of a migration that runs in parallel:
+#   (a) parallel 4 with migration_runner.max_workers = 2: two slices run at
+#       a time, never more, and every row is changed exactly once
+#   (b) pg_terminate_backend of one slice's worker: that slice gets a new
+#       worker after its backoff, the other slices keep theirs, and the
+#       migration completes exactly once
+#   (c) a migration run by CALL mig_run gets no worker for any of its
+#       slices: the CALL runs them one after another itself
+use strict;
+use warnings;
+use FindBin;
+use lib $FindBin::RealBin;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(usleep time);
+use MigTest;
+
+my $node = mig_node('mrtap_slice_workers',
+	conf => "migration_runner.max_workers = 2\n");
+
+# Every batch's action calls probe(m, secs): it waits while the gate is
+# closed (polling, in READ COMMITTED, so that it sees the gate open), then
+# sleeps secs and records, inside the batch's transaction, the process that
+# ran the batch and a time window in which the batch certainly ran.  Only
+# committed batches leave a row.
+$node->safe_psql('postgres', q{
+	CREATE TABLE gate (open bool NOT NULL);
+	INSERT INTO gate VALUES (true);
+	CREATE TABLE probe_log (mig text, pid int, t0 timestamptz, t1 timestamptz);
+	CREATE FUNCTION probe(m text, secs float8) RETURNS int LANGUAGE plpgsql AS $$
+	DECLARE t0 timestamptz;
+	BEGIN
+		WHILE NOT (SELECT open FROM gate) LOOP
+			PERFORM pg_sleep(0.01);
+		END LOOP;
+		t0 := clock_timestamp();
+		PERFORM pg_sleep(secs);
+		INSERT INTO probe_log VALUES (m, pg_backend_pid(), t0, clock_timestamp());
+		RETURN 1;
+	END $$;
+});
+
+sub set_gate
+{
+	my ($open) = @_;
+	$node->safe_psql('postgres', "UPDATE gate SET open = $open");
+	return;
+}
+
+# A table $t of $rows rows and migration ${t}_v1 over it in $parallel
+# slices, whose batches go through probe('$t', $secs).
+sub define_sliced
+{
+	my ($t, $rows, $parallel, $batch, $secs) = @_;
+	new_table($node, $t, $rows);
+	my $action =
+	  "WITH p AS (SELECT probe('$t', $secs) AS x) UPDATE $t SET n = n + 1 FROM p WHERE id BETWEEN \$1 AND \$2";
+	$node->safe_psql('postgres',
+		    "SELECT mig_define(name => '${t}_v1', relation => '$t', action => "
+		  . q_lit($action)
+		  . ", batch_size => $batch, parallel => $parallel, statement_timeout => '120s')");
+	return;
+}
+
+my $WORKERS_SQL =
+  "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'migration_runner worker'";
+
+# --- (a) parallel 4, max_workers 2 ---------------------------------------------
+define_sliced('a', 20000, 4, 50, 0.01);
+$node->safe_psql('postgres', "SELECT mig_start('a_v1')");
+
+my ($max_seen, $done) = (0, 0);
+my $deadline = time() + 2 * $WAIT_SECS;
+while (time() < $deadline)
+{
+	my ($workers, $status) = split /\|/, $node->safe_psql('postgres',
+		"SELECT ($WORKERS_SQL) || '|' || status FROM migrations WHERE name = 'a_v1'");
+	$max_seen = $workers if $workers > $max_seen;
+	if ($status ne 'running') { $done = 1; last; }
+	usleep(20_000);
+}
+ok($done, 'a_v1 ended');
+cmp_ok($max_seen, '<=', 2,
+	'never more than max_workers = 2 workers in pg_stat_activity');
+is($max_seen, 2, 'two workers ran side by side (parallel 4 needs more than one)');
+is($node->safe_psql('postgres', "SELECT mig_wait('a_v1', '10s')"),
+	'completed', 'a_v1 completed');
+exactly_once_ok($node, 'a', 'a_v1', 20000, 'a_v1');
+
+# the batches' own windows: how many ran at once, and in how many processes
+my $overlap = $node->safe_psql('postgres', q{
+	SELECT max(c) FROM (
+		SELECT sum(d) OVER (ORDER BY t, d ROWS UNBOUNDED PRECEDING) AS c
+		  FROM (SELECT t0 AS t, 1 AS d FROM probe_log WHERE mig = 'a'
+				UNION ALL
+				SELECT t1, -1 FROM probe_log WHERE mig = 'a') e) s});
+is($overlap, 2, 'at most two batches of a_v1 ran at any time, and two did (probe windows)');
+cmp_ok(
+	$node->safe_psql('postgres', q{
+		SELECT count(DISTINCT b.slice) FROM migration_batches b
+		  JOIN migrations m ON m.id = b.migration_id
+		 WHERE m.name = 'a_v1' AND b.slice > 0}),
+	'>=', 2, 'batches of at least two slices are in the history');
+is( $node->safe_psql('postgres',
+		"SELECT count(*) FROM mig_slices WHERE name = 'a_v1'"),
+	'0', 'the slices are gone once a_v1 completed');
+
+# --- (b) one slice's worker is terminated ----------------------------------------
+ok(set_server_guc($node, 'migration_runner.max_workers', '4'),
+	'max_workers is 4 now');
+set_gate('false');
+define_sliced('b', 3000, 3, 50, 0);
+$node->safe_psql('postgres', "SELECT mig_start('b_v1')");
+
+# every slice has a worker of its own, each waiting at the gate in its
+# first batch
+my $LIVE_SLICES_SQL = q{
+	SELECT count(*) >= 2 AND count(*) = count(DISTINCT a.pid)
+	  FROM mig_slices s
+	  LEFT JOIN pg_stat_activity a
+		ON a.pid = s.worker_pid AND a.backend_type = 'migration_runner worker'
+	 WHERE s.name = 'b_v1' AND s.status = 'running'};
+ok(poll_true($node, $LIVE_SLICES_SQL),
+	'every slice of b_v1 has a live worker of its own');
+my %pid_of = map { split /\|/ } split /\n/, $node->safe_psql('postgres',
+	"SELECT slice, worker_pid FROM mig_slices WHERE name = 'b_v1' ORDER BY slice");
+my @slices = sort { $a <=> $b } keys %pid_of;
+note('workers of b_v1: ' . join(', ', map { "slice $_: $pid_of{$_}" } @slices));
+my $victim = $slices[-1];
+my $dead = $pid_of{$victim};
+
+my $offset = -s $node->logfile;
+$node->safe_psql('postgres', "SELECT pg_terminate_backend($dead)");
+ok(wait_pid_gone($node, $dead, 30), "the worker of slice $victim (pid $dead) is gone");
+my $next = poll_value($node, qq{
+	SELECT s.worker_pid FROM mig_slices s
+	  JOIN pg_stat_activity a
+		ON a.pid = s.worker_pid AND a.backend_type = 'migration_runner worker'
+	 WHERE s.name = 'b_v1' AND s.slice = $victim AND s.worker_pid <> $dead}) // 0;
+ok($next, "slice $victim has a new worker (pid $next)");
+ok( $node->log_contains(
+		qr/worker for slice $victim of migration "b_v1" exited before the slice was done; starting it again in \d+ ms/,
+		$offset),
+	'the log names the slice whose worker died and the backoff');
+my %after = map { split /\|/ } split /\n/, $node->safe_psql('postgres',
+	"SELECT slice, worker_pid FROM mig_slices WHERE name = 'b_v1' ORDER BY slice");
+for my $s (grep { $_ != $victim } @slices)
+{
+	is($after{$s}, $pid_of{$s}, "slice $s keeps its worker (pid $pid_of{$s})");
+	is( $node->safe_psql('postgres',
+			"SELECT count(*) FROM pg_stat_activity WHERE pid = $pid_of{$s}"),
+		'1', "... which is still alive");
+}
+my @restarted = grep { /worker for slice \d+ of migration "b_v1" exited/ }
+  split /\n/, slurp_file($node->logfile, $offset);
+is(scalar(@restarted), 1, 'only the terminated slice was judged a crash')
+  or diag(join("\n", @restarted));
+
+set_gate('true');
+is($node->safe_psql('postgres', "SELECT mig_wait('b_v1', '60s')"),
+	'completed', 'b_v1 completes');
+exactly_once_ok($node, 'b', 'b_v1', 3000, 'b_v1');
+
+# --- (c) CALL mig_run runs the slices itself -------------------------------------
+set_gate('false');
+define_sliced('c', 2000, 3, 50, 0);
+my ($bg, $call_pid) = call_bg($node, 'c_v1');
+ok( poll_true(
+		$node, qq{
+		SELECT count(*) >= 2 FROM mig_slices WHERE name = 'c_v1'}),
+	'the CALL split c_v1 into slices');
+ok( poll_true(
+		$node, qq{
+		SELECT wait_event = 'PgSleep' FROM pg_stat_activity WHERE pid = $call_pid}),
+	'the CALL waits at the gate in its first batch');
+
+# Wake the launcher: the look that starts w_v1's worker sees c_v1's slices.
+new_table($node, 'w', 100);
+define_migration($node, 'w_v1', 'w',
+	'UPDATE w SET n = n + 1 WHERE id BETWEEN $1 AND $2', batch_size => 10);
+$node->safe_psql('postgres', "SELECT mig_start('w_v1')");
+my $C_WORKERS_SQL = q{
+	SELECT count(*) FROM pg_stat_activity
+	 WHERE backend_type = 'migration_runner worker'
+	   AND application_name LIKE 'migration_runner: c_v1%'};
+my $c_workers = 0;
+$deadline = time() + $WAIT_SECS;
+while (time() < $deadline)
+{
+	$c_workers += $node->safe_psql('postgres', $C_WORKERS_SQL);
+	last if mig_row($node, 'w_v1', 'status')->{status} eq 'completed';
+	usleep(20_000);
+}
+is(mig_row($node, 'w_v1', 'status')->{status},
+	'completed', 'w_v1 was started and completed meanwhile');
+# and a second more: the launcher looks again within one
+my $until = time() + 1.5;
+while (time() < $until)
+{
+	$c_workers += $node->safe_psql('postgres', $C_WORKERS_SQL);
+	usleep(50_000);
+}
+is($c_workers, 0, 'no worker was seen for c_v1 while the CALL ran it');
+is( $node->safe_psql('postgres', qq{
+	SELECT count(*) FROM mig_slices
+	 WHERE name = 'c_v1' AND worker_pid IS NOT NULL AND worker_pid <> $call_pid}),
+	'0', 'no slice of c_v1 names a runner other than the CALL');
+
+set_gate('true');
+my $stderr = call_end($bg, 'c_v1');
+unlike($stderr, qr/ERROR/, 'the CALL returned without an error') or diag($stderr);
+is(mig_row($node, 'c_v1', 'status')->{status}, 'completed', 'c_v1 completed');
+exactly_once_ok($node, 'c', 'c_v1', 2000, 'c_v1');
+is( $node->safe_psql('postgres',
+		"SELECT string_agg(DISTINCT pid::text, ',') FROM probe_log WHERE mig = 'c'"),
+	$call_pid, 'every batch of c_v1 ran in the CALL\'s session');
+
+log_has_no_crash($node, 0, 'slice workers');
+$node->stop;
+done_testing();
