@@ -252,6 +252,8 @@ mr_slice_up(MigrationRun *run)
 	mr_catalog_exec(psprintf("UPDATE %s SET worker_pid = NULL WHERE id = " INT64_FORMAT,
 							 run->catalog, run->m->id),
 					0, NULL, NULL, SPI_OK_UPDATE);
+	/* the launcher starts workers for the other slices at once */
+	mr_wake_launcher_at_commit();
 	ereport(LOG,
 			(errmsg("migration_runner: migration \"%s\" split into %d slices",
 					run->m->name, nsplits + 1)));
