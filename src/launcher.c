@@ -324,18 +324,24 @@ static void
 rank_migration(WorkItem *items, int first, int last, int orphans)
 {
 	bool		sliced = items[first].slice > 0;
-	bool		blocked;
+	bool		blocked = false;
+	bool		reserved = false;
 	int			rank = 0;
 	int			j;
 
 	/*
 	 * CALL mig_run runs the slices one after another itself while it holds
-	 * slice 0's lock: no worker for any slice of it.  (Our own worker for
-	 * slice 0 is the one that split the keys, on its way to run one of the
-	 * slices.)
+	 * slice 0's lock: no worker for any slice of it.  If our own worker for
+	 * slice 0 holds it, that worker split the keys and is on its way to
+	 * adopt the first slice without a runner: leave that one to it.
 	 */
-	blocked = sliced && !mr_tracked_is_live(items[first].id, 0) &&
-		mr_slice_runner_is_active(items[first].id, 0);
+	if (sliced && mr_slice_runner_is_active(items[first].id, 0))
+	{
+		if (mr_tracked_is_live(items[first].id, 0))
+			reserved = true;
+		else
+			blocked = true;
+	}
 	for (j = first; j < last; j++)
 		if (blocked || item_has_runner(&items[j], sliced))
 		{
@@ -346,8 +352,9 @@ rank_migration(WorkItem *items, int first, int last, int orphans)
 	{
 		if (items[j].skip)
 			continue;
-		if (items[j].row_done && orphans-- <= 0)
+		if (reserved || (items[j].row_done && orphans-- <= 0))
 			items[j].skip = true;
+		reserved = false;
 		items[j].rank = rank++;
 	}
 }
