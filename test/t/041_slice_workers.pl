@@ -6,6 +6,10 @@
 #       migration completes exactly once
 #   (c) a migration run by CALL mig_run gets no worker for any of its
 #       slices: the CALL runs them one after another itself
+#   (d) parallel lowered below a running slice (an orphan): while the
+#       orphan has a runner, the done slices get no worker (and are not
+#       started again and again); once it has none, a done slice's worker
+#       starts again and adopts it
 use strict;
 use warnings;
 use FindBin;
@@ -232,6 +236,83 @@ exactly_once_ok($node, 'c', 'c_v1', 2000, 'c_v1');
 is( $node->safe_psql('postgres',
 		"SELECT string_agg(DISTINCT pid::text, ',') FROM probe_log WHERE mig = 'c'"),
 	$call_pid, 'every batch of c_v1 ran in the CALL\'s session');
+
+# --- (d) a slice beyond a lowered parallel -----------------------------------------
+# The batches of d_v1 wait while their first key is above gate_upto.
+$node->safe_psql('postgres', q{
+	CREATE TABLE key_gate (upto int NOT NULL);
+	INSERT INTO key_gate VALUES (0);
+	CREATE FUNCTION key_wait(k int) RETURNS int LANGUAGE plpgsql AS $$
+	BEGIN
+		WHILE k > (SELECT upto FROM key_gate) LOOP
+			PERFORM pg_sleep(0.01);
+		END LOOP;
+		RETURN 1;
+	END $$;
+});
+new_table($node, 'd', 2000);
+$node->safe_psql('postgres',
+	    "SELECT mig_define(name => 'd_v1', relation => 'd', action => "
+	  . q_lit('WITH g AS (SELECT key_wait($1) AS x) UPDATE d SET n = n + 1 FROM g WHERE id BETWEEN $1 AND $2')
+	  . ", batch_size => 50, statement_timeout => '120s')");
+$node->safe_psql('postgres', "UPDATE migrations SET parallel = 2 WHERE name = 'd_v1'");
+$node->safe_psql('postgres', "SELECT mig_start('d_v1')");
+ok( poll_true(
+		$node, q{
+		SELECT count(*) = 2 AND count(a.pid) = 2 FROM mig_slices s
+		  LEFT JOIN pg_stat_activity a ON a.pid = s.worker_pid
+		 WHERE s.name = 'd_v1' AND s.status = 'running'}),
+	'd_v1 runs in two slices, each with its worker waiting at the key gate');
+my %d_pid = map { split /\|/ } split /\n/, $node->safe_psql('postgres',
+	"SELECT slice, worker_pid FROM mig_slices WHERE name = 'd_v1'");
+my $upper1 = $node->safe_psql('postgres',
+	"SELECT (upper_key::text[])[1] FROM mig_slices WHERE name = 'd_v1' AND slice = 1");
+
+# slice 2 is beyond parallel now; slice 1 runs to its end, then its runner
+# waits to take half of slice 2, whose batch waits at the gate
+$node->safe_psql('postgres', "UPDATE migrations SET parallel = 1 WHERE name = 'd_v1'");
+$node->safe_psql('postgres', "UPDATE key_gate SET upto = $upper1");
+ok( poll_true(
+		$node, qq{
+		SELECT s.status = 'done' AND a.wait_event_type = 'Lock'
+		  FROM mig_slices s, pg_stat_activity a
+		 WHERE s.name = 'd_v1' AND s.slice = 1 AND a.pid = $d_pid{1}}),
+	'slice 1 is done and its runner waits to take work from slice 2');
+my $offset_d = -s $node->logfile;
+$node->safe_psql('postgres', "SELECT pg_terminate_backend($d_pid{1})");
+ok(wait_pid_gone($node, $d_pid{1}, 30), "slice 1's runner (pid $d_pid{1}) is gone");
+
+# slice 2 still has its runner: no worker for the done slice 1, for longer
+# than the backoff of the terminated one
+my $until_d = time() + 2.5;
+my $d_workers = 0;
+while (time() < $until_d)
+{
+	my $seen = $node->safe_psql('postgres', q{
+		SELECT count(*) FROM pg_stat_activity
+		 WHERE application_name LIKE 'migration_runner: d_v1%'});
+	$d_workers = $seen if $seen > $d_workers;
+	usleep(50_000);
+}
+my @d_starts = grep { /DEBUG:  registering background worker "migration_runner worker for d_v1/ }
+  split /\n/, slurp_file($node->logfile, $offset_d);
+is(scalar(@d_starts), 0, 'no worker was started for d_v1 while slice 2 had its runner')
+  or diag(join("\n", @d_starts));
+is($d_workers, 1, "only slice 2's worker was seen meanwhile");
+
+# slice 2 loses its runner: a worker of the done slice 1 adopts it
+$node->safe_psql('postgres', "SELECT pg_terminate_backend($d_pid{2})");
+ok(wait_pid_gone($node, $d_pid{2}, 30), "slice 2's runner (pid $d_pid{2}) is gone");
+my $adopter = poll_value($node, qq{
+	SELECT s.worker_pid FROM mig_slices s
+	  JOIN pg_stat_activity a ON a.pid = s.worker_pid
+	 WHERE s.name = 'd_v1' AND s.slice = 2 AND s.worker_pid <> $d_pid{2}
+	   AND a.application_name = 'migration_runner: d_v1 slice 1'}) // 0;
+ok($adopter, "a worker started for slice 1 adopted slice 2 (pid $adopter)");
+$node->safe_psql('postgres', 'UPDATE key_gate SET upto = 2147483647');
+is($node->safe_psql('postgres', "SELECT mig_wait('d_v1', '60s')"),
+	'completed', 'd_v1 completes');
+exactly_once_ok($node, 'd', 'd_v1', 2000, 'd_v1');
 
 log_has_no_crash($node, 0, 'slice workers');
 $node->stop;
