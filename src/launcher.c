@@ -80,6 +80,7 @@ typedef struct WorkItem
 	bool		row_missing;	/* slice k's row is still to be made */
 	TransactionId row_xmin;		/* xmin of its row (slice or migration) */
 	int32		row_pid;		/* the runner its slice row names, or 0 */
+	bool		row_done;		/* slice k is done: only to adopt orphans */
 	int			order;			/* its migration's place, oldest first */
 	int			rank;			/* the how-manieth worker of its migration */
 	bool		skip;			/* has a runner, or may not get one now */
@@ -290,41 +291,115 @@ item_has_runner(WorkItem *item, bool sliced)
 }
 
 /*
+ * How many of a migration's slices beyond a lowered parallel (running rows
+ * past parallel, in the int4[] orphans) have no runner.  Nobody is there to
+ * adopt them once the runners of the other slices stopped looking for work.
+ */
+static int
+free_orphans(int64 id, Datum orphans)
+{
+	Datum	   *slices;
+	bool	   *nulls;
+	int			n;
+	int			free = 0;
+	int			i;
+
+	deconstruct_array(DatumGetArrayTypeP(orphans), INT4OID, sizeof(int32),
+					  true, TYPALIGN_INT, &slices, &nulls, &n);
+	for (i = 0; i < n; i++)
+		if (!mr_slice_runner_is_active(id, DatumGetInt32(slices[i])))
+			free++;
+	return free;
+}
+
+/*
+ * Rank the items first..last-1 of one migration: those that have a runner
+ * come first (they are its first workers) and are skipped, then the others
+ * in slice order.  Done slices (there only because of orphans) get as many
+ * workers as there are orphans without a runner.  (A worker of a done
+ * slice on its way to adopt one still leaves it counted: at worst one more
+ * worker starts, and leaves at once when it finds it taken.)
+ */
+static void
+rank_migration(WorkItem *items, int first, int last, int orphans)
+{
+	bool		sliced = items[first].slice > 0;
+	bool		blocked = false;
+	bool		reserved = false;
+	int			rank = 0;
+	int			j;
+
+	/*
+	 * CALL mig_run runs the slices one after another itself while it holds
+	 * slice 0's lock: no worker for any slice of it.  If our own worker for
+	 * slice 0 holds it, that worker split the keys and is on its way to
+	 * adopt the first slice without a runner: leave that one to it.
+	 */
+	if (sliced && mr_slice_runner_is_active(items[first].id, 0))
+	{
+		if (mr_tracked_is_live(items[first].id, 0))
+			reserved = true;
+		else
+			blocked = true;
+	}
+	for (j = first; j < last; j++)
+		if (blocked || item_has_runner(&items[j], sliced))
+		{
+			items[j].skip = true;
+			items[j].rank = rank++;
+		}
+	for (j = first; j < last; j++)
+	{
+		if (items[j].skip)
+			continue;
+		if (reserved || (items[j].row_done && orphans-- <= 0))
+			items[j].skip = true;
+		reserved = false;
+		items[j].rank = rank++;
+	}
+}
+
+/*
  * Read what needs a worker: slice 0 of each running managed migration
  * without slices; for one with slices, each slice k up to parallel whose
  * row is still running or not made yet (its worker makes it by taking work
  * from the largest slice).  Slices beyond a lowered parallel get no worker
  * of their own: the other runners adopt them.  A done slice needs none,
- * unless such a slice was left with keys after the other runners stopped
- * looking for work: then its worker starts again to adopt it.  Sets *n; the
- * items are
- * in the order they should get workers, those to skip included.
+ * unless such a slice was left without a runner after the other runners
+ * stopped looking for work: then a done slice's worker starts again to
+ * adopt it.  Sets *n; the items are in the order they should get workers,
+ * those to skip included.
  */
 static WorkItem *
 read_work_items(int *n)
 {
 	SPITupleTable *tuptable;
+	TupleDesc	desc;
 	WorkItem   *items;
-	uint64		rows;
-	uint64		i;
-	uint64		first = 0;
+	int			rows;
+	int			i;
+	int			first = 0;
+	int			orphans = 0;
 	int			order = 0;
 
 	if (SPI_execute(psprintf("SELECT m.id, m.owner::oid, m.name, i.slice, "
 							 "       CASE WHEN i.slice = 0 THEN m.xmin ELSE s.xmin END, "
-							 "       i.slice > 0 AND s.slice IS NULL, s.worker_pid "
+							 "       i.slice > 0 AND s.slice IS NULL, s.worker_pid, "
+							 "       s.status = 'done', x.orphans "
 							 "  FROM %s m "
 							 " CROSS JOIN LATERAL (SELECT EXISTS (SELECT FROM %s s "
 							 "        WHERE s.migration_id = m.id) AS sliced, "
-							 "        EXISTS (SELECT FROM %s o WHERE o.migration_id = m.id "
-							 "        AND o.slice > m.parallel AND o.status = 'running') AS orphans) x "
+							 "        (SELECT pg_catalog.array_agg(o.slice) FROM %s o "
+							 "          WHERE o.migration_id = m.id AND o.slice > m.parallel "
+							 "            AND o.status = 'running') AS orphans) x "
 							 " CROSS JOIN LATERAL pg_catalog.generate_series("
 							 "        CASE WHEN x.sliced THEN 1 ELSE 0 END, "
 							 "        CASE WHEN x.sliced THEN LEAST(m.parallel, %d) ELSE 0 END) "
 							 "        AS i(slice) "
 							 "  LEFT JOIN %s s ON s.migration_id = m.id AND s.slice = i.slice "
 							 " WHERE m.status = 'running' AND m.relation IS NOT NULL "
-							 "   AND (s.slice IS NULL OR s.status = 'running' OR x.orphans) "
+							 "   AND (s.slice IS NULL OR s.status = 'running' "
+							 "        OR x.orphans IS NOT NULL) "
 							 " ORDER BY m.started_at, m.id, i.slice",
 							 mr_catalog_table("migrations"),
 							 mr_catalog_table("migration_slices"),
@@ -334,66 +409,46 @@ read_work_items(int *n)
 					true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read running migrations");
 	tuptable = SPI_tuptable;
-	rows = SPI_processed;
+	desc = tuptable->tupdesc;
+	rows = (int) SPI_processed;
 	items = palloc0(sizeof(WorkItem) * Max(rows, 1));
 
-	for (i = 0; i <= rows; i++)
+	for (i = 0; i < rows; i++)
 	{
 		WorkItem   *item = &items[i];
-		TupleDesc	desc = tuptable->tupdesc;
-		HeapTuple	tuple;
+		HeapTuple	tuple = tuptable->vals[i];
 		bool		isnull;
-		bool		sliced;
+		Datum		d;
 
-		/* a migration's items are all read: rank them */
-		if (i == rows || (i > first &&
-						  DatumGetInt64(SPI_getbinval(tuptable->vals[i], desc, 1, &isnull)) !=
-						  items[first].id))
+		item->id = DatumGetInt64(SPI_getbinval(tuple, desc, 1, &isnull));
+		if (i > first && item->id != items[first].id)
 		{
-			uint64		j;
-			int			rank = 0;
-			bool		blocked;
-
-			/*
-			 * CALL mig_run runs the slices one after another itself while it
-			 * holds slice 0's lock: no worker for any slice of it.  (Our own
-			 * worker for slice 0 is the one that split the keys, on its way
-			 * to run one of the slices.)
-			 */
-			sliced = items[first].slice > 0;
-			blocked = sliced && !mr_tracked_is_live(items[first].id, 0) &&
-				mr_slice_runner_is_active(items[first].id, 0);
-			/* those that have a runner come first: they are its first workers */
-			for (j = first; j < i; j++)
-				if (blocked || item_has_runner(&items[j], sliced))
-				{
-					items[j].skip = true;
-					items[j].rank = rank++;
-				}
-			for (j = first; j < i; j++)
-				if (!items[j].skip)
-					items[j].rank = rank++;
+			/* the previous migration's items are all read */
+			rank_migration(items, first, i, orphans);
 			first = i;
 			order++;
-			if (i == rows)
-				break;
 		}
-		tuple = tuptable->vals[i];
-		item->id = DatumGetInt64(SPI_getbinval(tuple, desc, 1, &isnull));
 		item->owner = DatumGetObjectId(SPI_getbinval(tuple, desc, 2, &isnull));
 		item->name = SPI_getvalue(tuple, desc, 3);
 		item->slice = DatumGetInt32(SPI_getbinval(tuple, desc, 4, &isnull));
-		item->row_xmin = DatumGetTransactionId(SPI_getbinval(tuple, desc, 5, &isnull));
-		if (isnull)
-			item->row_xmin = InvalidTransactionId;
+		d = SPI_getbinval(tuple, desc, 5, &isnull);
+		item->row_xmin = isnull ? InvalidTransactionId : DatumGetTransactionId(d);
 		item->row_missing = DatumGetBool(SPI_getbinval(tuple, desc, 6, &isnull));
-		item->row_pid = DatumGetInt32(SPI_getbinval(tuple, desc, 7, &isnull));
-		if (isnull)
-			item->row_pid = 0;
+		d = SPI_getbinval(tuple, desc, 7, &isnull);
+		item->row_pid = isnull ? 0 : DatumGetInt32(d);
+		d = SPI_getbinval(tuple, desc, 8, &isnull);
+		item->row_done = !isnull && DatumGetBool(d);
 		item->order = order;
+		if (i == first)
+		{
+			d = SPI_getbinval(tuple, desc, 9, &isnull);
+			orphans = isnull ? 0 : free_orphans(item->id, d);
+		}
 	}
+	if (rows > 0)
+		rank_migration(items, first, rows, orphans);
 	qsort(items, rows, sizeof(WorkItem), compare_items);
-	*n = (int) rows;
+	*n = rows;
 	return items;
 }
 

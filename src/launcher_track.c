@@ -274,9 +274,12 @@ judge_exit(TrackedWorker *t)
 		t->backoff_ms = 0;
 		return;
 	}
-	if (crashed_slice != t->slice)
+	if (crashed_slice != t->slice && crashed_slice <= parallel)
 	{
-		/* the backoff is that of the slice it ran */
+		/*
+		 * The backoff is that of the slice it ran (a slice beyond parallel
+		 * gets no worker of its own: the one it was started for keeps it).
+		 */
 		t->backoff_ms = 0;
 		t = mr_tracking_slot(id, crashed_slice);
 		if (t == NULL)

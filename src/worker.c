@@ -10,7 +10,8 @@
  * (if CALL mig_run or another worker holds it, it leaves quietly), and
  * drives the batch engine until the migration completes, is paused or
  * cancelled, fails, its slice is done, or the extension is dropped.  A
- * worker whose slice was done before it got to it leaves quietly too.
+ * worker whose slice was done before it got to it leaves quietly too,
+ * unless a slice beyond a lowered parallel waits for a runner to adopt it.
  *
  * SIGTERM uses the core handler: the open batch is rolled back and the
  * process exits; the launcher resumes the migration (or the slice) from its
@@ -73,16 +74,20 @@ static const RunnerHooks worker_hooks = {
 };
 
 /*
- * Is slice k of the migration done?  A missing row is not: the runner of
- * slice k makes it by taking work from the largest slice.
+ * Is there no work for the runner of slice k?  Its row is done, and no
+ * slice beyond parallel is left without a runner to adopt.  A missing row
+ * is work: the runner of slice k makes it by taking work from the largest
+ * slice.
  */
 static bool
-slice_is_done(int64 id, int slice)
+slice_has_no_work(int64 id, int slice)
 {
 	CatalogAccess access;
 	Oid			argtypes[2] = {INT8OID, INT4OID};
 	Datum		args[2];
 	bool		done;
+	bool		orphan = false;
+	uint64		i;
 
 	args[0] = Int64GetDatum(id);
 	args[1] = Int32GetDatum(slice);
@@ -95,9 +100,26 @@ slice_is_done(int64 id, int slice)
 		elog(ERROR, "could not read slice %d of migration " INT64_FORMAT,
 			 slice, id);
 	done = SPI_processed > 0;
+	if (done &&
+		SPI_execute_with_args(psprintf("SELECT s.slice FROM %s s JOIN %s m ON m.id = s.migration_id "
+									   "WHERE s.migration_id = $1 AND s.slice > m.parallel "
+									   "AND s.status = 'running'",
+									   mr_catalog_table("migration_slices"),
+									   mr_catalog_table("migrations")),
+							  1, argtypes, args, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the slices of migration " INT64_FORMAT, id);
+	for (i = 0; done && i < SPI_processed && !orphan; i++)
+	{
+		bool		isnull;
+		int			other = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i],
+														SPI_tuptable->tupdesc, 1,
+														&isnull));
+
+		orphan = !mr_slice_runner_is_active(id, other);
+	}
 	SPI_finish();
 	mr_catalog_leave(&access);
-	return done;
+	return done && !orphan;
 }
 
 /*
@@ -117,7 +139,7 @@ claim_migration(int64 id, int slice)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	m = mr_migration_by_id(id, false);
 	if (m != NULL && slice > 0)
-		done = slice_is_done(id, slice);
+		done = slice_has_no_work(id, slice);
 	PopActiveSnapshot();
 	if (m == NULL || !MigrationIsManaged(m) ||
 		strcmp(m->status, MR_STATUS_RUNNING) != 0 || done)
@@ -134,39 +156,27 @@ runner_name(const char *name, int slice)
 	return psprintf("slice %d of migration \"%s\"", slice, name);
 }
 
-/* is the migration completed (after its slice's runner finished)? */
-static bool
-migration_completed(int64 id)
-{
-	Migration  *m;
-
-	PushActiveSnapshot(GetTransactionSnapshot());
-	m = mr_extension_is_current() ? mr_migration_by_id(id, false) : NULL;
-	PopActiveSnapshot();
-	return m != NULL && strcmp(m->status, MR_STATUS_COMPLETED) == 0;
-}
-
 /*
- * Say in the server log how the run ended.  A slice's runner that finished
- * its slice (and found no work left to take) says so; the one that
- * finished last completed the migration.
+ * Say in the server log how the run ended: the runner that finished last
+ * completed the migration; a slice's runner that found no work left says
+ * so, the others finish the migration.
  */
 static void
-log_outcome(const char *name, int slice, RunOutcome outcome, bool completed)
+log_outcome(const char *name, int slice, RunOutcome outcome)
 {
-	if (outcome == RUN_COMPLETED && (slice == 0 || completed))
+	if (outcome == RUN_COMPLETED)
 		ereport(LOG,
 				(errmsg("migration_runner: migration \"%s\" completed", name),
-				 slice > 0 ? errdetail("Slice %d finished last.", slice) : 0));
-	else if (outcome == RUN_COMPLETED)
+				 slice > 0 ? errdetail("The worker started for slice %d finished last.", slice) : 0));
+	else if (outcome == RUN_SLICES_LEFT)
 		ereport(LOG,
-				(errmsg("migration_runner: worker for %s finished: no work left for it",
+				(errmsg("migration_runner: worker for %s found no work left; other runners finish the migration",
 						runner_name(name, slice))));
 	else if (outcome == RUN_FAILED)
 		ereport(LOG,
 				(errmsg("migration_runner: migration \"%s\" failed", name),
 				 slice > 0 ?
-				 errdetail("The runner of slice %d stopped on the error; it is in migrations.error.",
+				 errdetail("The worker started for slice %d stopped on the error; it is in migrations.error.",
 						   slice) :
 				 errdetail("The error is in migrations.error.")));
 	else
@@ -182,7 +192,6 @@ mr_worker_main(Datum main_arg)
 	Migration  *m;
 	RunOutcome	outcome = RUN_INTERRUPTED;
 	int			sqlerrcode;
-	bool		completed = false;
 	char	   *name;
 
 	memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof(args));
@@ -220,8 +229,6 @@ mr_worker_main(Datum main_arg)
 	PG_TRY();
 	{
 		outcome = mr_run_migration(args.migration_id, args.slice, &worker_hooks, &sqlerrcode);
-		if (outcome == RUN_COMPLETED && args.slice > 0)
-			completed = migration_completed(args.migration_id);
 		CommitTransactionCommand();
 	}
 	PG_CATCH();
@@ -237,6 +244,6 @@ mr_worker_main(Datum main_arg)
 	}
 	PG_END_TRY();
 
-	log_outcome(name, args.slice, outcome, completed);
+	log_outcome(name, args.slice, outcome);
 	proc_exit(0);
 }
