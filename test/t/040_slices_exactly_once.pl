@@ -189,7 +189,8 @@ my $log_offset = -s $node->logfile;
 	is(join(' ', map { $_->[1] } @sorted),
 		join(' ', '', map { $_->[2] } @sorted[ 0 .. $#sorted - 1 ]),
 		"$label: the slices' ranges are contiguous from the first key");
-	is($sorted[-1][2], $srows, "$label: the last slice ends at the last key");
+	is(@sorted ? $sorted[-1][2] : '<no slice>', $srows,
+		"$label: the last slice ends at the last key");
 
 	is($node->safe_psql('postgres', "SELECT mig_wait('steal_v1', '60s')"),
 		'completed', "$label: completed");
@@ -202,7 +203,7 @@ my $log_offset = -s $node->logfile;
 		map {
 			"WHEN b.first_key[1]::int > " . ($_->[1] eq '' ? '-2147483648' : $_->[1])
 			  . " AND b.last_key[1]::int <= $_->[2] THEN $_->[0]"
-		} @orig);
+		} @orig) || 'WHEN false THEN 0';
 	my $id = mig_id($node, 'steal_v1');
 	my $stolen = $node->safe_psql('postgres', qq{
 		SELECT count(*) || '|' || coalesce(min(first_key[1]::int), 0) || '|' || coalesce(sum(keys), 0)
