@@ -33,6 +33,8 @@ OBJS = \
 	src/batch.o \
 	src/retry.o \
 	src/run.o \
+	src/split.o \
+	src/slices.o \
 	src/runlock.o \
 	src/api.o \
 	src/status.o \

@@ -7,14 +7,18 @@
  *		with: a table rewrite (ALTER TABLE ... TYPE, TRUNCATE and INSERT)
  *		that commits while the batch waits for its lock is then seen whole,
  *		never as an empty table that would end the run;
- *	 2. lock the migration's catalog row and check it is still running and
- *		its relation and key are unchanged;
+ *	 2. lock the migration's catalog row (or, for a slice, the slice's row)
+ *		and check it is still running and its relation and key are
+ *		unchanged; pick up options mig_alter changed;
  *	 3. find the batch's first and last key by keyset, through the index:
- *		WHERE (key) > (cursor) AND (key) <= (high water) ORDER BY key LIMIT n;
+ *		WHERE (key) > (cursor) AND (key) <= (upper) ORDER BY key LIMIT n,
+ *		where upper is the high-water mark or the slice's upper key, read
+ *		again under the row lock: a runner that steals the slice's upper
+ *		part lowers it under the same lock, so the two never overlap;
  *	 4. run the action as the migration's owner with those bounds;
  *	 5. add the rows changed to processed, move the cursor to the last key,
- *		record the batch in the history, and mark the migration completed
- *		when no key is left.
+ *		record the batch in the history, and mark the migration (or the
+ *		slice) completed when no key is left.
  *
  * Steps 1-5 run as a guarded step (retry.c), so an error in the action rolls
  * back exactly the batch; the failure (or the retry) is then recorded in the
@@ -94,28 +98,40 @@ exec_on_row(MigrationRun *run, SPIPlanPtr plan_at, SPIPlanPtr plan_by_id,
 	return SPI_processed;
 }
 
-/* lock the catalog row; its status, or NULL if the row is gone */
-static char *
-lock_row_status(MigrationRun *run)
+/*
+ * Lock the batch's catalog row: the migration's, or the slice's.  False if
+ * the row is gone.
+ */
+static bool
+lock_own_row(MigrationRun *run, RowState *state)
 {
 	CatalogAccess access;
 	Datum		args[2] = {Int64GetDatum(run->m->id), ItemPointerGetDatum(&run->row_tid)};
-	bool		isnull;
-	char	   *status = NULL;
+	bool		found;
 
+	if (run->slice > 0)
+		return mr_lock_slice_row(run, state);
 	mr_catalog_enter(&access);
-	if (exec_on_row(run, run->lock_row_at, run->lock_row, args, NULL,
-					SPI_OK_SELECT, 2) == 1)
-		status = TextDatumGetCString(SPI_getbinval(SPI_tuptable->vals[0],
-												   SPI_tuptable->tupdesc, 1, &isnull));
+	found = exec_on_row(run, run->lock_row_at, run->lock_row, args, NULL,
+						SPI_OK_SELECT, 2) == 1;
+	if (found)
+		mr_read_row_state(run, state);
 	mr_catalog_leave(&access);
-	return status;
+	return found;
+}
+
+/* the number of the next batch: of the migration, or of the slice */
+int64
+mr_next_batch_number(MigrationRun *run)
+{
+	return run->slice > 0 ? run->slice_batches + 1 : run->m->batches + 1;
 }
 
 /*
  * Insert (or replace) one row of batch history from the history_insert
  * arguments, then drop the rows that fall out of the window.  Runs inside
- * mr_catalog_enter; args[1] is overwritten.
+ * mr_catalog_enter; args and nulls have 13 entries, the last of which
+ * (the slice) is set here.
  *
  * The prune starts where the last one of this run stopped: rows it deleted
  * stay in the index until VACUUM, and a scan from the lowest batch would
@@ -124,8 +140,10 @@ lock_row_status(MigrationRun *run)
 void
 mr_insert_history(MigrationRun *run, int64 batch, Datum *args, char *nulls)
 {
-	Datum		prune_args[3];
+	Datum		prune_args[4];
 
+	args[12] = Int32GetDatum(run->slice);
+	nulls[12] = ' ';
 	if (SPI_execute_plan(run->history_insert, args, nulls, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not record batch history");
 	if (batch - mr_history_size <= run->pruned_to)
@@ -133,6 +151,7 @@ mr_insert_history(MigrationRun *run, int64 batch, Datum *args, char *nulls)
 	prune_args[0] = args[0];
 	prune_args[1] = Int64GetDatum(run->pruned_to);
 	prune_args[2] = Int64GetDatum(batch - mr_history_size);
+	prune_args[3] = Int32GetDatum(run->slice);
 	if (SPI_execute_plan(run->history_prune, prune_args, NULL, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "could not prune batch history");
 	run->pruned_to = batch - mr_history_size;
@@ -157,12 +176,12 @@ find_bounds(MigrationRun *run, Datum *first, Datum *last)
 	if (run->has_cursor)
 	{
 		memcpy(args, run->cursor, sizeof(Datum) * nkeys);
-		memcpy(args + nkeys, run->high_water, sizeof(Datum) * nkeys);
+		memcpy(args + nkeys, run->upper, sizeof(Datum) * nkeys);
 		plan = run->bounds_next;
 	}
 	else
 	{
-		memcpy(args, run->high_water, sizeof(Datum) * nkeys);
+		memcpy(args, run->upper, sizeof(Datum) * nkeys);
 		plan = run->bounds_first;
 	}
 	nestlevel = mr_enter_index_scan();
@@ -215,8 +234,12 @@ note_batch_keys(MigrationRun *run, Datum *first, Datum *last, int nkeys)
 	run->batch_last_key = mr_text_key_array(run, last_text);
 	MemoryContextSwitchTo(old);
 	pgstat_report_activity(STATE_RUNNING,
+						   run->slice > 0 ?
+						   psprintf("migration %s: slice %d batch " INT64_FORMAT " %s",
+									run->m->name, run->slice,
+									mr_next_batch_number(run), run->batch_keys) :
 						   psprintf("migration %s: batch " INT64_FORMAT " %s",
-									run->m->name, run->m->batches + 1, run->batch_keys));
+									run->m->name, mr_next_batch_number(run), run->batch_keys));
 }
 
 /*
@@ -266,9 +289,9 @@ record_progress(MigrationRun *run, BatchStats *stats, bool completed)
 {
 	CatalogAccess access;
 	instr_time	start;
-	Datum		args[12];
-	char		nulls[12];
-	int64		batch = run->m->batches + 1;
+	Datum		args[13];
+	char		nulls[13];
+	int64		batch = mr_next_batch_number(run);
 
 	INSTR_TIME_SET_CURRENT(start);
 	mr_catalog_enter(&access);
@@ -293,9 +316,16 @@ record_progress(MigrationRun *run, BatchStats *stats, bool completed)
 	args[9] = Float8GetDatum(run->carry_commit_ms);
 	args[10] = Int32GetDatum(run->batch_size);
 	args[11] = ItemPointerGetDatum(&run->row_tid);
+	if (run->slice > 0)
+	{
+		args[11] = Int32GetDatum(run->slice);
+		if (SPI_execute_plan(run->slice_progress, args, nulls, false, 0) != SPI_OK_UPDATE ||
+			SPI_processed != 1)
+			elog(ERROR, "could not record the progress of slice %d", run->slice);
+	}
 	/* the next batch locks the version written here */
-	if (exec_on_row(run, run->progress_at, run->progress, args, nulls,
-					SPI_OK_UPDATE_RETURNING, 1) != 1)
+	else if (exec_on_row(run, run->progress_at, run->progress, args, nulls,
+						 SPI_OK_UPDATE_RETURNING, 1) != 1)
 		elog(ERROR, "could not record batch progress");
 
 	if (stats->keys > 0 && mr_history_size > 0)
@@ -316,7 +346,7 @@ record_progress(MigrationRun *run, BatchStats *stats, bool completed)
 	}
 	mr_catalog_leave(&access);
 
-	if (completed)
+	if (completed && run->slice == 0)
 	{
 		mr_notify_state_change(run->m->name, MR_STATUS_RUNNING,
 							   MR_STATUS_COMPLETED,
@@ -350,6 +380,31 @@ adapt_batch_size(MigrationRun *run, BatchStats *stats)
 }
 
 /*
+ * What the row just locked says about slices: BATCH_DONE to run a batch as
+ * usual; BATCH_NO_WORK when parallel was lowered below the slice this
+ * runner was started for; BATCH_NEED_WORK when this runner's slice is done,
+ * or when it runs the migration as one piece and parallel was raised: then
+ * it splits the keys left into slices, here, and goes to run one of them.
+ */
+static BatchResult
+slice_turn(MigrationRun *run, RowState *state)
+{
+	if (run->home_slice > state->parallel)
+		return BATCH_NO_WORK;
+	if (run->slice == 0)
+	{
+		if (state->parallel == 1)
+			return BATCH_DONE;
+		mr_slice_up(run);
+		return BATCH_NEED_WORK;
+	}
+	if (state->slice_done)
+		return BATCH_NEED_WORK;
+	mr_set_range_upper(run, state->upper_key);
+	return BATCH_DONE;
+}
+
+/*
  * The body of one batch, a guarded step.  The cursor in memory moves only
  * once the work is recorded; if the commit that follows is lost in a crash,
  * the next run reads the older cursor from the catalog.
@@ -362,7 +417,7 @@ batch_step(MigrationRun *run, void *result)
 	Datum		first[MR_MAX_KEY_COLUMNS];
 	Datum		last[MR_MAX_KEY_COLUMNS];
 	instr_time	start;
-	char	   *status;
+	RowState	state;
 	bool		completed;
 
 	INSTR_TIME_SET_CURRENT(start);
@@ -376,14 +431,20 @@ batch_step(MigrationRun *run, void *result)
 	set_batch_gucs(run);
 	mr_lock_relation(run);
 	PushActiveSnapshot(GetTransactionSnapshot());
-	status = lock_row_status(run);
-	if (status == NULL || strcmp(status, MR_STATUS_RUNNING) != 0)
+	if (!lock_own_row(run, &state) || strcmp(state.status, MR_STATUS_RUNNING) != 0)
 	{
 		PopActiveSnapshot();
 		*(BatchResult *) result = BATCH_NOT_RUNNING;
 		return;
 	}
+	mr_apply_options(run, &state);
 	mr_check_relation_unchanged(run);
+	*(BatchResult *) result = slice_turn(run, &state);
+	if (*(BatchResult *) result != BATCH_DONE)
+	{
+		PopActiveSnapshot();
+		return;
+	}
 	run->carry_bookkeeping_ms += mr_elapsed_ms(start);
 
 	run_data_side(run, &stats, first, last);
@@ -399,11 +460,15 @@ batch_step(MigrationRun *run, void *result)
 	if (stats.keys > 0)
 	{
 		mr_move_cursor(run, last);
-		m->batches++;
+		if (run->slice > 0)
+			run->slice_batches++;
+		else
+			m->batches++;
 		m->processed += stats.rows;
 	}
 	adapt_batch_size(run, &stats);
-	*(BatchResult *) result = completed ? BATCH_LAST : BATCH_DONE;
+	*(BatchResult *) result = !completed ? BATCH_DONE :
+		run->slice > 0 ? BATCH_NEED_WORK : BATCH_LAST;
 }
 
 /*

@@ -40,12 +40,7 @@
 #define MIGRATION_COLUMNS \
 	"id, name, status, owner::oid, processed, relation::oid, " \
 	"key_columns::text[], key_types::oid[], action, search_path, " \
-	"batch_size, coalesce(current_batch_size, 0), " \
-	"coalesce((extract(epoch FROM batch_delay) * 1000)::int4, -1), " \
-	"coalesce((extract(epoch FROM lock_timeout) * 1000)::int4, -1), " \
-	"coalesce((extract(epoch FROM statement_timeout) * 1000)::int4, -1), " \
-	"coalesce(max_retries, -1), " \
-	"coalesce((extract(epoch FROM target_batch_time) * 1000)::int4, -1), " \
+	"batch_size, coalesce(current_batch_size, 0), " MR_OPTION_COLUMNS ", " \
 	"cursor, high_water, batches, error, relation_name, " \
 	"error_detail, error_hint, error_context, action_target::oid, parallel"
 
@@ -255,7 +250,7 @@ mr_catalog_insert_returning_id(const char *sql, int nargs, Oid *types,
 							 SPI_OK_INSERT_RETURNING, true);
 }
 
-static char **
+char	  **
 mr_text_array_to_cstrings(Datum array, int *n)
 {
 	Datum	   *elems;

@@ -180,7 +180,15 @@ mr_setup_key_io(MigrationRun *run)
 void
 mr_key_from_text(MigrationRun *run, char **text, Datum *key)
 {
-	MemoryContext old = MemoryContextSwitchTo(run->runcxt);
+	mr_key_from_text_in(run, text, key, run->runcxt);
+}
+
+/* the same, allocating in cxt */
+void
+mr_key_from_text_in(MigrationRun *run, char **text, Datum *key,
+					MemoryContext cxt)
+{
+	MemoryContext old = MemoryContextSwitchTo(cxt);
 	int			nestlevel = run->canonical_io ? enter_canonical() : 0;
 	int			i;
 

@@ -38,7 +38,8 @@ procedure_should_stop(void)
 
 static const RunnerHooks procedure_hooks = {
 	procedure_commit_and_begin,
-	procedure_should_stop
+	procedure_should_stop,
+	true
 };
 
 /*
@@ -54,6 +55,10 @@ report_outcome(const char *name, RunOutcome outcome, int sqlerrcode)
 	switch (outcome)
 	{
 		case RUN_COMPLETED:
+			break;
+		case RUN_SLICES_LEFT:
+			ereport(NOTICE,
+					(errmsg("migration \"%s\": other runners are finishing its slices", name)));
 			break;
 		case RUN_STOPPED:
 		case RUN_INTERRUPTED:

@@ -40,6 +40,19 @@
 #define MR_STATUS_FAILED	"failed"
 #define MR_STATUS_CANCELLED "cancelled"
 
+/*
+ * The per-migration options in milliseconds (or a count), -1 for "use the
+ * GUC": batch_delay, lock_timeout, statement_timeout, max_retries,
+ * target_batch_time.
+ */
+#define MR_NUM_OPTIONS 5
+#define MR_OPTION_COLUMNS \
+	"coalesce((extract(epoch FROM batch_delay) * 1000)::int4, -1), " \
+	"coalesce((extract(epoch FROM lock_timeout) * 1000)::int4, -1), " \
+	"coalesce((extract(epoch FROM statement_timeout) * 1000)::int4, -1), " \
+	"coalesce(max_retries, -1), " \
+	"coalesce((extract(epoch FROM target_batch_time) * 1000)::int4, -1)"
+
 /* catalog assignments that forget the last failure */
 #define MR_CLEAR_ERROR \
 	"error = NULL, error_detail = NULL, error_hint = NULL, error_context = NULL"
@@ -134,6 +147,7 @@ extern void mr_catalog_exec(const char *sql, int nargs, Oid *types,
 							Datum *args, int expected_rc);
 extern int64 mr_catalog_insert_returning_id(const char *sql, int nargs,
 											Oid *types, Datum *args);
+extern char **mr_text_array_to_cstrings(Datum array, int *n);
 extern Migration *mr_migration_by_name(const char *name, bool for_update);
 extern Migration *mr_migration_by_id(int64 id, bool for_update);
 extern void mr_check_ownership(Migration *m);
@@ -169,7 +183,9 @@ typedef enum RunOutcome
 	RUN_COMPLETED,				/* no key left: status is completed */
 	RUN_STOPPED,				/* paused or cancelled by someone else */
 	RUN_FAILED,					/* an action error marked it failed */
-	RUN_INTERRUPTED				/* the runner was asked to stop */
+	RUN_INTERRUPTED,			/* the runner was asked to stop */
+	RUN_SLICES_LEFT				/* no work left for this runner; other
+								 * runners finish the migration's slices */
 } RunOutcome;
 
 /*
@@ -180,6 +196,7 @@ typedef struct RunnerHooks
 {
 	void		(*commit_and_begin) (void);
 	bool		(*should_stop) (void);
+	bool		runs_every_slice;	/* CALL: run the slices one after another */
 } RunnerHooks;
 
 extern void mr_pin_transaction(void);

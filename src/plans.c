@@ -57,8 +57,8 @@ mr_key_list(Migration *m, bool as_row, bool descending)
 }
 
 /* "($1, $2)" for parameters first..first+n-1 */
-static char *
-param_list(int first, int n)
+char *
+mr_param_list(int first, int n)
 {
 	StringInfoData buf;
 	int			i;
@@ -148,6 +148,13 @@ only_clause(Migration *m)
 	return get_rel_relkind(m->relid) == RELKIND_PARTITIONED_TABLE ? "" : "ONLY ";
 }
 
+/* what a query on the migration's relation reads FROM */
+char *
+mr_from_clause(MigrationRun *run)
+{
+	return psprintf("%s%s", only_clause(run->m), run->relname);
+}
+
 /*
  * The bounds queries: an ordered range scan of the key's index, never OFFSET.
  * The batch size is a literal, so the plan is made for exactly that LIMIT;
@@ -168,13 +175,13 @@ mr_prepare_bounds(MigrationRun *run)
 	keep_generic_plan(&run->bounds_first,
 			  psprintf("SELECT %s FROM %s%s WHERE %s <= %s ORDER BY %s LIMIT %d",
 					   keys, only_clause(m), run->relname, row,
-					   param_list(1, m->nkeys), keys, run->batch_size),
+					   mr_param_list(1, m->nkeys), keys, run->batch_size),
 			  m->nkeys, types);
 	keep_generic_plan(&run->bounds_next,
 			  psprintf("SELECT %s FROM %s%s WHERE %s > %s AND %s <= %s ORDER BY %s LIMIT %d",
 					   keys, only_clause(m), run->relname, row,
-					   param_list(1, m->nkeys), row,
-					   param_list(m->nkeys + 1, m->nkeys), keys, run->batch_size),
+					   mr_param_list(1, m->nkeys), row,
+					   mr_param_list(m->nkeys + 1, m->nkeys), keys, run->batch_size),
 			  2 * m->nkeys, types);
 	AtEOXact_GUC(true, nestlevel);
 	run->bounds_plan_size = run->batch_size;
@@ -237,6 +244,44 @@ prepare_action(MigrationRun *run)
 }
 
 /*
+ * The statements of a batch of a slice: lock the slice's row (with its
+ * migration's status and options), and record its progress.  The progress
+ * statement takes the same parameters as the migration's, but $12 is the
+ * slice.  Slice rows are few and updated by one runner each, so they are
+ * found by their key.
+ */
+static void
+prepare_slice_plans(MigrationRun *run, Oid *progress_types)
+{
+	Oid			types[12];
+	const char *slices = mr_catalog_table("migration_slices");
+	CatalogAccess access;
+
+	memcpy(types, progress_types, sizeof(types));
+	types[11] = INT4OID;
+	mr_catalog_enter(&access);
+	keep_generic_plan(&run->slice_lock,
+			  psprintf("SELECT m.status, s.ctid, m.parallel, m.batch_size, " MR_OPTION_COLUMNS ", "
+					   "s.upper_key, s.status = 'done' "
+					   "FROM %s s JOIN %s m ON m.id = s.migration_id "
+					   "WHERE s.migration_id = $1 AND s.slice = $2 FOR NO KEY UPDATE OF s",
+					   slices, run->catalog),
+			  2, (Oid[]) {INT8OID, INT4OID});
+	keep_generic_plan(&run->slice_progress,
+			  psprintf("UPDATE %s SET processed = processed + $2, scanned = scanned + $3, "
+					   "batches = batches + sign($3)::int, cursor = $4, "
+					   "status = CASE WHEN $5 THEN 'done' ELSE status END, "
+					   "worker_pid = CASE WHEN $5 THEN NULL ELSE worker_pid END, "
+					   "last_batch_at = now(), last_batch_ms = $6, "
+					   "bounds_ms = bounds_ms + $7, action_ms = action_ms + $8, "
+					   "bookkeeping_ms = bookkeeping_ms + $9, commit_ms = commit_ms + $10, "
+					   "current_batch_size = $11 WHERE migration_id = $1 AND slice = $12",
+					   slices),
+			  12, types);
+	mr_catalog_leave(&access);
+}
+
+/*
  * The per-batch catalog statements, analysed as the extension's owner with
  * the pinned path they run with.
  */
@@ -249,20 +294,20 @@ prepare_catalog_plans(MigrationRun *run)
 	Oid			lock_at_types[] = {INT8OID, TIDOID};
 	Oid			history_types[] = {INT8OID, INT8OID, TEXTARRAYOID, TEXTARRAYOID,
 		INT4OID, INT8OID, TIMESTAMPTZOID, FLOAT8OID, FLOAT8OID, FLOAT8OID, INT4OID,
-	TEXTOID};
-	Oid			prune_types[] = {INT8OID, INT8OID, INT8OID};
+	TEXTOID, INT4OID};
+	Oid			prune_types[] = {INT8OID, INT8OID, INT8OID, INT4OID};
 	Oid			id_type = INT8OID;
 	char	   *progress;
 	CatalogAccess access;
 
 	mr_catalog_enter(&access);
 	keep_generic_plan(&run->lock_row,
-			  psprintf("SELECT status, ctid FROM %s WHERE id = $1 FOR NO KEY UPDATE",
+			  psprintf("SELECT " ROW_STATE_COLUMNS " FROM %s WHERE id = $1 FOR NO KEY UPDATE",
 					   run->catalog),
 			  1, &id_type);
 	/* a version updated since is not found: the caller falls back */
 	keep_generic_plan(&run->lock_row_at,
-			  psprintf("SELECT status, ctid FROM %s WHERE ctid = $2 AND id = $1 "
+			  psprintf("SELECT " ROW_STATE_COLUMNS " FROM %s WHERE ctid = $2 AND id = $1 "
 					   "FOR NO KEY UPDATE", run->catalog),
 			  lengthof(lock_at_types), lock_at_types);
 
@@ -289,9 +334,9 @@ prepare_catalog_plans(MigrationRun *run)
 
 	keep_generic_plan(&run->history_insert,
 			  psprintf("INSERT INTO %s (migration_id, batch, first_key, last_key, keys, rows, "
-					   "started_at, duration_ms, bounds_ms, action_ms, attempts, error) "
-					   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) "
-					   "ON CONFLICT (migration_id, batch) DO UPDATE SET "
+					   "started_at, duration_ms, bounds_ms, action_ms, attempts, error, slice) "
+					   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) "
+					   "ON CONFLICT (migration_id, slice, batch) DO UPDATE SET "
 					   "first_key = excluded.first_key, last_key = excluded.last_key, "
 					   "keys = excluded.keys, rows = excluded.rows, "
 					   "started_at = excluded.started_at, duration_ms = excluded.duration_ms, "
@@ -300,10 +345,11 @@ prepare_catalog_plans(MigrationRun *run)
 					   run->history),
 			  lengthof(history_types), history_types);
 	keep_generic_plan(&run->history_prune,
-			  psprintf("DELETE FROM %s WHERE migration_id = $1 "
+			  psprintf("DELETE FROM %s WHERE migration_id = $1 AND slice = $4 "
 					   "AND batch > $2 AND batch <= $3", run->history),
 			  lengthof(prune_types), prune_types);
 	mr_catalog_leave(&access);
+	prepare_slice_plans(run, progress_types);
 }
 
 void
@@ -320,7 +366,8 @@ mr_free_run_plans(MigrationRun *run)
 {
 	SPIPlanPtr *plans[] = {&run->bounds_first, &run->bounds_next, &run->action,
 		&run->lock_row, &run->lock_row_at, &run->progress, &run->progress_at,
-	&run->history_insert, &run->history_prune};
+		&run->history_insert, &run->history_prune, &run->slice_lock,
+	&run->slice_progress};
 	int			i;
 
 	for (i = 0; i < lengthof(plans); i++)

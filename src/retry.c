@@ -138,9 +138,9 @@ static void
 record_failed_batch(MigrationRun *run, const char *error)
 {
 	CatalogAccess access;
-	int64		batch = run->m->batches + 1;
-	Datum		args[12];
-	char		nulls[12];
+	int64		batch = mr_next_batch_number(run);
+	Datum		args[13];
+	char		nulls[13];
 
 	if (run->history_insert == NULL || run->batch_started_at == 0 ||
 		mr_history_size <= 0)
@@ -193,7 +193,7 @@ mr_record_failure(MigrationRun *run, ErrorData *edata)
 
 	error = psprintf("%s (SQLSTATE %s) in batch " INT64_FORMAT " (keys %s, batch size %d)",
 					 edata->message, unpack_sql_state(edata->sqlerrcode),
-					 run->m->batches + 1, failed_bounds(run), run->batch_size);
+					 mr_next_batch_number(run), failed_bounds(run), run->batch_size);
 	if (run->attempts > 0)
 		error = psprintf("%s after %d attempts", error, run->attempts + 1);
 
@@ -213,7 +213,7 @@ mr_record_retry(MigrationRun *run, ErrorData *edata, int next_size)
 	char	   *reason;
 
 	reason = psprintf("retrying batch " INT64_FORMAT " (attempt %d of %d) after %s: %s",
-					  run->m->batches + 1, run->attempts + 1, run->max_retries + 1,
+					  mr_next_batch_number(run), run->attempts + 1, run->max_retries + 1,
 					  unpack_sql_state(edata->sqlerrcode), edata->message);
 	if (next_size != run->batch_size)
 		reason = psprintf("%s; batch size %d -> %d", reason, run->batch_size, next_size);

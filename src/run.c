@@ -157,6 +157,8 @@ mr_outcome_name(RunOutcome outcome)
 			return MR_STATUS_FAILED;
 		case RUN_INTERRUPTED:
 			return "interrupted";
+		case RUN_SLICES_LEFT:
+			return "slices left to other runners";
 	}
 	return "unknown";
 }
@@ -177,28 +179,13 @@ fix_high_water(MigrationRun *run)
 {
 	Migration  *m = run->m;
 	CatalogAccess access;
-	Oid			saved_user;
-	int			saved_sec;
-	int			nestlevel;
-	bool		found;
 
 	if (m->high_water != NULL)
 	{
 		mr_key_from_text(run, m->high_water, run->high_water);
 		return true;
 	}
-	GetUserIdAndSecContext(&saved_user, &saved_sec);
-	SetUserIdAndSecContext(m->owner, saved_sec | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
-	nestlevel = mr_enter_index_scan();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	if (SPI_execute(mr_high_water_sql(run), true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read high-water mark");
-	PopActiveSnapshot();
-	AtEOXact_GUC(true, nestlevel);
-	SetUserIdAndSecContext(saved_user, saved_sec);
-	found = SPI_processed > 0;
-	if (!found)
+	if (mr_owner_select(run, mr_high_water_sql(run), 0, NULL, true) == 0)
 		return false;
 	mr_key_from_tuple(run, SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
 					  run->high_water, run->runcxt);
@@ -249,12 +236,36 @@ setup_step(MigrationRun *run, void *result)
 	}
 	mr_prepare_run_plans(run);
 	has_keys = fix_high_water(run);
+	memcpy(run->upper, run->high_water, sizeof(run->upper));
+	MemoryContextSwitchTo(old);
 
+	/* a runner of one slice, or of a migration that runs in slices */
+	if (has_keys && (run->home_slice > 0 || mr_is_sliced(run)))
+	{
+		*(BatchResult *) result = run->home_slice > 0 &&
+			mr_switch_to_slice(run, run->home_slice) ? BATCH_DONE : BATCH_NEED_WORK;
+		return;
+	}
 	mr_catalog_exec(psprintf("UPDATE %s SET worker_pid = %d WHERE id = " INT64_FORMAT,
 							 run->catalog, MyProcPid, m->id),
 					0, NULL, NULL, SPI_OK_UPDATE);
-	MemoryContextSwitchTo(old);
 	*(BatchResult *) result = has_keys ? BATCH_DONE : BATCH_LAST;
+}
+
+/* the options in force: the migration's own, or the GUCs' */
+static void
+set_effective_options(MigrationRun *run)
+{
+	Migration  *m = run->m;
+
+	run->batch_delay_ms = option_or_guc(m->batch_delay_ms, mr_batch_delay_ms);
+	run->lock_timeout_ms = option_or_guc(m->lock_timeout_ms, mr_lock_timeout_ms);
+	run->statement_timeout_ms = option_or_guc(m->statement_timeout_ms,
+											  mr_statement_timeout_ms);
+	run->max_retries = option_or_guc(m->max_retries, mr_max_retries);
+	run->target_batch_ms = option_or_guc(m->target_batch_ms, mr_target_batch_ms);
+	if (run->target_batch_ms <= 0)
+		run->batch_size = m->batch_size;
 }
 
 /* read the migration and its effective options into the run */
@@ -276,16 +287,89 @@ read_migration(MigrationRun *run, int64 migration_id)
 	run->search_path = mr_pinned_search_path(m->search_path);
 	if (run->batch_size <= 0)
 		run->batch_size = m->current_batch_size > 0 ? m->current_batch_size : m->batch_size;
-	run->batch_delay_ms = option_or_guc(m->batch_delay_ms, mr_batch_delay_ms);
-	run->lock_timeout_ms = option_or_guc(m->lock_timeout_ms, mr_lock_timeout_ms);
-	run->statement_timeout_ms = option_or_guc(m->statement_timeout_ms,
-											  mr_statement_timeout_ms);
-	run->max_retries = option_or_guc(m->max_retries, mr_max_retries);
-	run->target_batch_ms = option_or_guc(m->target_batch_ms, mr_target_batch_ms);
-	if (run->target_batch_ms <= 0)
-		run->batch_size = m->batch_size;
+	set_effective_options(run);
+	run->parallel = m->parallel;
 	MemoryContextSwitchTo(old);
 	return strcmp(m->status, MR_STATUS_RUNNING) == 0;
+}
+
+/*
+ * Pick up the options the batch's locked row shows, which mig_alter may
+ * have changed since the run read them: they apply from this batch on.  A
+ * new batch_size also restarts the adaptive size from it.
+ */
+void
+mr_apply_options(MigrationRun *run, RowState *state)
+{
+	Migration  *m = run->m;
+	int			now[MR_NUM_OPTIONS] = {m->batch_delay_ms, m->lock_timeout_ms,
+		m->statement_timeout_ms, m->max_retries, m->target_batch_ms};
+
+	run->parallel = state->parallel;
+	if (state->batch_size == m->batch_size &&
+		memcmp(now, state->options, sizeof(now)) == 0)
+		return;
+	if (state->batch_size != m->batch_size)
+		run->batch_size = state->batch_size;
+	m->batch_size = state->batch_size;
+	m->batch_delay_ms = state->options[0];
+	m->lock_timeout_ms = state->options[1];
+	m->statement_timeout_ms = state->options[2];
+	m->max_retries = state->options[3];
+	m->target_batch_ms = state->options[4];
+	set_effective_options(run);
+}
+
+/*
+ * Run a step other than a batch (setup, looking for work) as a guarded
+ * step: an error is classified, and recorded as a retry or a failure, as a
+ * batch's is.
+ */
+static BatchResult
+run_step(MigrationRun *run, GuardedStep step)
+{
+	BatchResult result = BATCH_FAILED;
+	ErrorData  *edata;
+
+	SPI_connect();
+	edata = mr_run_guarded(run, step, &result);
+	SPI_finish();
+	if (edata != NULL)
+	{
+		result = mr_classify_error(run, edata);
+		if (run->last_error)
+			FreeErrorData(run->last_error);
+		run->last_error = edata;
+	}
+	else
+		run->attempts = 0;
+	return result;
+}
+
+/*
+ * Look for more work (slices.c), with the relation locked as a batch locks
+ * it.  Only that lock waits at most lock_timeout: a steal waits for the
+ * batch under way in the slice it splits, however long that batch takes.
+ */
+static void
+take_work_step(MigrationRun *run, void *result)
+{
+	mr_set_local_guc("lock_timeout", psprintf("%d", run->lock_timeout_ms));
+	mr_lock_relation(run);
+	mr_check_relation_unchanged(run);
+	mr_set_local_guc("lock_timeout", "0");
+	*(BatchResult *) result = mr_take_work(run);
+}
+
+static BatchResult
+run_take_work(MigrationRun *run)
+{
+	BatchResult result;
+
+	PushActiveSnapshot(GetTransactionSnapshot());
+	result = run_step(run, take_work_step);
+	PopActiveSnapshot();
+	return result;
 }
 
 /*
@@ -297,34 +381,20 @@ static BatchResult
 run_setup(MigrationRun *run, int64 migration_id)
 {
 	BatchResult result = BATCH_FAILED;
-	ErrorData  *edata;
 
 	PushActiveSnapshot(GetTransactionSnapshot());
 	if (!read_migration(run, migration_id))
 		result = BATCH_NOT_RUNNING;
 	else
-	{
-		SPI_connect();
-		edata = mr_run_guarded(run, setup_step, &result);
-		SPI_finish();
-		if (edata != NULL)
-		{
-			result = mr_classify_error(run, edata);
-			if (run->last_error)
-				FreeErrorData(run->last_error);
-			run->last_error = edata;
-		}
-		else
-			run->attempts = 0;
-	}
-	if (result == BATCH_LAST)
+		result = run_step(run, setup_step);
+	if (result == BATCH_LAST && run->slice == 0)
 		mr_set_status(run->m, MR_STATUS_COMPLETED,
 					  "completed_at = now(), worker_pid = NULL");
 	PopActiveSnapshot();
 	return result;
 }
 
-/* clear worker_pid if it still names this process */
+/* clear worker_pid where it still names this process */
 static void
 forget_runner_pid(MigrationRun *run)
 {
@@ -334,6 +404,10 @@ forget_runner_pid(MigrationRun *run)
 	mr_catalog_exec(psprintf("UPDATE %s SET worker_pid = NULL, throttled = NULL "
 							 "WHERE id = " INT64_FORMAT " AND worker_pid = %d",
 							 run->catalog, run->m->id, MyProcPid),
+					0, NULL, NULL, SPI_OK_UPDATE);
+	mr_catalog_exec(psprintf("UPDATE %s SET worker_pid = NULL "
+							 "WHERE migration_id = " INT64_FORMAT " AND worker_pid = %d",
+							 mr_catalog_table("migration_slices"), run->m->id, MyProcPid),
 					0, NULL, NULL, SPI_OK_UPDATE);
 	PopActiveSnapshot();
 }
@@ -371,6 +445,7 @@ static RunOutcome
 run_loop(MigrationRun *run, int64 migration_id, const RunnerHooks *hooks)
 {
 	bool		ready = false;
+	bool		need_work = false;
 	bool		cancelled;
 
 	for (;;)
@@ -384,7 +459,8 @@ run_loop(MigrationRun *run, int64 migration_id, const RunnerHooks *hooks)
 			break;
 		MemoryContextReset(run->batchcxt);
 
-		result = ready ? mr_run_one_batch(run) : run_setup(run, migration_id);
+		result = !ready ? run_setup(run, migration_id) :
+			need_work ? run_take_work(run) : mr_run_one_batch(run);
 		INSTR_TIME_SET_CURRENT(commit_start);
 		mr_next_transaction(hooks);
 		run->carry_commit_ms += mr_elapsed_ms(commit_start);
@@ -393,6 +469,21 @@ run_loop(MigrationRun *run, int64 migration_id, const RunnerHooks *hooks)
 			return RUN_COMPLETED;
 		if (result == BATCH_FAILED)
 			return RUN_FAILED;
+		if (result == BATCH_NO_WORK)
+		{
+			forget_runner_pid(run);
+			mr_next_transaction(hooks);
+			return RUN_SLICES_LEFT;
+		}
+		if (result == BATCH_NEED_WORK || result == BATCH_DONE)
+		{
+			need_work = result == BATCH_NEED_WORK;
+			if (need_work)
+			{
+				ready = true;
+				continue;
+			}
+		}
 		if (result == BATCH_NOT_RUNNING)
 		{
 			if (run->last_error &&
@@ -450,7 +541,11 @@ mr_run_migration(int64 migration_id, int slice, const RunnerHooks *hooks,
 										  ALLOCSET_DEFAULT_SIZES);
 	run->cursorcxt = AllocSetContextCreate(runcxt, "migration_runner cursor",
 										   ALLOCSET_SMALL_SIZES);
+	run->rangecxt = AllocSetContextCreate(runcxt, "migration_runner range",
+										  ALLOCSET_SMALL_SIZES);
 	run->bounds_plan_size = -1;
+	run->home_slice = slice;
+	run->runs_every_slice = hooks->runs_every_slice;
 	*sqlerrcode = 0;
 	PG_TRY();
 	{

@@ -26,8 +26,30 @@ typedef enum BatchResult
 	BATCH_LAST,					/* committed work; migration completed */
 	BATCH_NOT_RUNNING,			/* someone paused or cancelled it */
 	BATCH_RETRY,				/* transient error: try again after backoff */
-	BATCH_FAILED				/* error: migration marked failed */
+	BATCH_FAILED,				/* error: migration marked failed */
+	BATCH_NEED_WORK,			/* the runner's slice is done, or it just split
+								 * the migration: it looks for more work */
+	BATCH_NO_WORK				/* no work for this runner; others run the
+								 * rest, or parallel was lowered below it */
 } BatchResult;
+
+/*
+ * The columns the lock on a batch's catalog row returns, for the migration
+ * run as one piece: its status, the row's ctid, parallel, batch_size and
+ * the options, and (for a slice) its upper key and whether it is done.
+ */
+#define ROW_STATE_COLUMNS \
+	"status, ctid, parallel, batch_size, " MR_OPTION_COLUMNS ", NULL::text[], false"
+
+typedef struct RowState
+{
+	char	   *status;			/* the migration's */
+	int			parallel;
+	int			batch_size;
+	int			options[MR_NUM_OPTIONS];	/* as MR_OPTION_COLUMNS */
+	Datum		upper_key;		/* the slice's upper key (text[]), or 0 */
+	bool		slice_done;
+} RowState;
 
 struct MigrationRun
 {
@@ -51,6 +73,22 @@ struct MigrationRun
 	bool		has_cursor;
 	Datum		cursor[MR_MAX_KEY_COLUMNS];
 	Datum		high_water[MR_MAX_KEY_COLUMNS];
+
+	/*
+	 * Slices.  A runner is started for one slice, its home (0: the migration
+	 * as one piece); it runs that one, or one it adopted or stole.  The range
+	 * it walks ends at upper: the high-water mark, or the slice's upper key,
+	 * which another runner may lower between two batches (upper_text is its
+	 * text form, kept with upper in rangecxt).
+	 */
+	int			home_slice;
+	int			slice;
+	int64		slice_batches;	/* batches of that slice so far */
+	int			parallel;
+	bool		runs_every_slice;	/* CALL: adopts slices, never steals */
+	Datum		upper[MR_MAX_KEY_COLUMNS];
+	Datum		upper_text;
+	MemoryContext rangecxt;
 
 	/*
 	 * Where this runner last found its catalog row.  Every batch updates the
@@ -88,6 +126,8 @@ struct MigrationRun
 	SPIPlanPtr	progress;
 	SPIPlanPtr	history_insert;
 	SPIPlanPtr	history_prune;
+	SPIPlanPtr	slice_lock;
+	SPIPlanPtr	slice_progress;
 	int64		pruned_to;		/* history is pruned up to this batch */
 
 	/* time spent on bookkeeping and commit not yet added to the catalog */
@@ -117,8 +157,12 @@ extern void mr_set_guc_saved(const char *name, const char *value);
 extern void mr_lock_relation(MigrationRun *run);
 extern void mr_check_relation_unchanged(MigrationRun *run);
 
+/* run.c */
+extern void mr_apply_options(MigrationRun *run, RowState *state);
+
 /* batch.c */
 extern BatchResult mr_run_one_batch(MigrationRun *run);
+extern int64 mr_next_batch_number(MigrationRun *run);
 extern void mr_insert_history(MigrationRun *run, int64 batch, Datum *args,
 							  char *nulls);
 
@@ -135,6 +179,8 @@ extern bool mr_runner_sleep(long ms);
 
 /* plans.c */
 extern char *mr_key_list(Migration *m, bool as_row, bool descending);
+extern char *mr_param_list(int first, int n);
+extern char *mr_from_clause(MigrationRun *run);
 extern void mr_prepare_bounds(MigrationRun *run);
 extern void mr_prepare_run_plans(MigrationRun *run);
 extern void mr_free_run_plans(MigrationRun *run);
@@ -144,11 +190,30 @@ extern char *mr_high_water_sql(MigrationRun *run);
 /* keys.c */
 extern void mr_setup_key_io(MigrationRun *run);
 extern void mr_key_from_text(MigrationRun *run, char **text, Datum *key);
+extern void mr_key_from_text_in(MigrationRun *run, char **text, Datum *key,
+								MemoryContext cxt);
 extern char **mr_key_to_text(MigrationRun *run, Datum *key);
 extern Datum mr_text_key_array(MigrationRun *run, char **text);
 extern void mr_key_from_tuple(MigrationRun *run, HeapTuple tuple,
 							  TupleDesc desc, Datum *key, MemoryContext cxt);
 extern void mr_move_cursor(MigrationRun *run, Datum *key);
+
+/* split.c */
+extern uint64 mr_owner_select(MigrationRun *run, const char *sql, int nargs,
+							  Datum *args, bool index_scan);
+extern int	mr_split_range(MigrationRun *run, Datum *lower, Datum *upper,
+						   int pieces, int64 min_keys, Datum *splits);
+extern int64 mr_count_keys(MigrationRun *run, Datum *lower, Datum *upper,
+						   int64 cap);
+
+/* slices.c */
+extern bool mr_is_sliced(MigrationRun *run);
+extern void mr_slice_up(MigrationRun *run);
+extern bool mr_lock_slice_row(MigrationRun *run, RowState *state);
+extern void mr_set_range_upper(MigrationRun *run, Datum upper_text);
+extern bool mr_switch_to_slice(MigrationRun *run, int slice);
+extern BatchResult mr_take_work(MigrationRun *run);
+extern void mr_read_row_state(MigrationRun *run, RowState *state);
 
 /* throttle.c */
 extern int	mr_count_lock_waiters(void);

@@ -57,7 +57,8 @@ worker_should_stop(void)
 
 static const RunnerHooks worker_hooks = {
 	worker_commit_and_begin,
-	worker_should_stop
+	worker_should_stop,
+	false
 };
 
 /*
