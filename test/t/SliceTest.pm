@@ -45,8 +45,13 @@ sub define_sliced
 		'relation => ' . q_lit($table),
 		'action => ' . q_lit($action));
 	push @args, "$_ => " . q_lit($o{$_}) for sort keys %o;
-	return $node->safe_psql('postgres',
+	my $id = $node->safe_psql('postgres',
 		'SELECT mig_define(' . join(', ', @args) . ')');
+	is( $node->safe_psql('postgres',
+			"SELECT parallel FROM migrations WHERE name = " . q_lit($name)),
+		$o{parallel} // 1,
+		"$name: mig_define recorded parallel = " . ($o{parallel} // 1));
+	return $id;
 }
 
 sub mig_id
