@@ -102,11 +102,31 @@ my @crash = (
 		key         => '(a, b)',
 		cast        => sub { "($_[0]\[1]::int, $_[0]\[2])" },
 		key_columns => '{a,b}',
+	},
+	{
+		# more keys than the split walks through the index (100000): the
+		# split points come from a sample of the table
+		label    => 'ICU text key, 150000 rows (sampled split), 4 slices',
+		name     => 'crash_big4',
+		table    => 'c_big4',
+		parallel => 4,
+		rows     => 150000,
+		batch    => 2000,
+		create   => "CREATE TABLE c_big4 (k text COLLATE $icu PRIMARY KEY, n int NOT NULL DEFAULT 0);
+				   INSERT INTO c_big4 (k)
+				   SELECT (ARRAY['a', 'B', 'c', 'D', 'é', '_', 'Z', 'ß', 'Ä'])[g % 9 + 1]
+						  || lpad((g::bigint * 7919 % 150000)::text, 6, '0')
+					 FROM generate_series(1, 150000) g",
+		where => 'k BETWEEN $1 AND $2',
+		key   => 'k',
+		cast  => sub { "($_[0]\[1] COLLATE $icu)" },
 	});
 
 for my $sc (@crash)
 {
 	my ($name, $t, $label) = @$sc{qw(name table label)};
+	my $rows  = $sc->{rows}  // $rows;
+	my $batch = $sc->{batch} // $batch;
 	$node->safe_psql('postgres', "$sc->{create}; ANALYZE $t;");
 	define_sliced($node, $name, $t, slow_action($t, $sc->{where}),
 		batch_size   => $batch,

@@ -171,6 +171,35 @@ sub continued_from_cursors_ok
 		"$label: after batch_size => 37, no slice ran more than one batch of the old size");
 }
 
+# --- 3b. parallel 1 -> 4 while the migration runs as one piece -----------
+#
+# The keys left are split into slices at the next batch; the batches done
+# as one piece stay done.
+{
+	my $sc    = int_key('split_late_v1', 'sl', 4);
+	$sc->{piece_first} = 1;
+	my $label = 'parallel raised while one piece';
+	new_table($node, 'sl', $rows);
+	define_sliced($node, 'split_late_v1', 'sl', slow('sl', 0.01),
+		batch_size  => 100,
+		batch_delay => '5ms');
+	$node->safe_psql('postgres', "SELECT mig_start('split_late_v1')");
+	ok( poll_true($node,
+			"SELECT batches >= 20 FROM migrations WHERE name = 'split_late_v1'"),
+		"$label: 20 batches done as one piece");
+	$node->safe_psql('postgres', "SELECT mig_alter('split_late_v1', parallel => 4)");
+	ok( poll_true($node,
+			"SELECT count(*) >= 2 FROM mig_slices WHERE name = 'split_late_v1'"),
+		"$label: the keys left are split into slices");
+	note("$label: " . slices_of($node, 'split_late_v1'));
+	sliced_consistent_ok($node, $sc, "$label, split");
+	slice_invariants_ok($node, $sc, "$label, split");
+	is($node->safe_psql('postgres', "SELECT mig_wait('split_late_v1', '60s')"),
+		'completed', "$label: completed");
+	exactly_once_ok($node, 'sl', 'split_late_v1', $rows, $label);
+	history_ok($node, $sc, $rows, $label);
+}
+
 # --- 4a. pause and resume with 4 slices ------------------------------------
 {
 	my $sc    = int_key('pause_v1', 'pz', 4);
@@ -262,6 +291,57 @@ sub continued_from_cursors_ok
 		'completed', "$label: mig_start after the cancel completes it");
 	exactly_once_ok($node, 'cz', 'cancel_v1', $rows, "$label, started again");
 	history_ok($node, $sc, $rows, "$label, started again");
+}
+
+# --- 4c. mig_reset of a migration stopped half way through its slices ----
+#
+# mig_reset starts over from the first key: no slice of the old run may
+# survive it (their cursors would skip keys, their counters would add to
+# processed).  Run with CALL mig_run, which runs the slices one after
+# another: the first slices are done, the next one half way, when it is
+# paused and reset.  Run again, every row is changed once more: twice the
+# rows the first run did, once the others.
+{
+	my $sc    = int_key('reset_v1', 'rz', 4);
+	my $label = 'reset of slices';
+	new_table($node, 'rz', $rows);
+	define_sliced($node, 'reset_v1', 'rz', slow('rz', 0.005),
+		batch_size  => 100,
+		batch_delay => '1ms',
+		parallel    => 4);
+	my ($bg) = call_bg($node, 'reset_v1');
+	ok( poll_true($node,
+			"SELECT batches >= 150 FROM mig_status WHERE name = 'reset_v1'"),
+		"$label: 150 batches done by the CALL");
+	$node->safe_psql('postgres', "SELECT mig_pause('reset_v1')");
+	call_end($bg, $label);
+	note("$label: slices when paused: " . slices_of($node, 'reset_v1'));
+	my $first = $node->safe_psql('postgres', 'SELECT count(*) FROM rz WHERE n = 1');
+	is( $node->safe_psql('postgres',
+			"SELECT processed FROM mig_status WHERE name = 'reset_v1'"),
+		$first, "$label: the first run changed $first rows, as processed says");
+
+	$node->safe_psql('postgres', "SELECT mig_reset('reset_v1')");
+	is( $node->safe_psql('postgres',
+			"SELECT status || '/' || processed || '/' || batches FROM mig_status WHERE name = 'reset_v1'"),
+		'pending/0/0', "$label: after mig_reset, pending with nothing processed");
+	is( $node->safe_psql('postgres',
+			"SELECT count(*) FROM mig_slices WHERE name = 'reset_v1'"),
+		'0', "$label: after mig_reset, no slice of the old run is left");
+
+	($bg) = call_bg($node, 'reset_v1');
+	my $stderr = call_end($bg, $label);
+	unlike($stderr, qr/ERROR/, "$label: the second CALL returned without an error");
+	is(mig_row($node, 'reset_v1', 'status')->{status}, 'completed',
+		"$label: completed after the reset");
+	is( $node->safe_psql('postgres',
+			"SELECT count(*) FILTER (WHERE n = 0) || '/' || count(*) FILTER (WHERE n = 1)"
+			  . " || '/' || count(*) FILTER (WHERE n = 2) || '/' || count(*) FILTER (WHERE n > 2) FROM rz"),
+		'0/' . ($rows - $first) . "/$first/0",
+		"$label: every row changed once by the run after the reset");
+	is(mig_row($node, 'reset_v1', 'processed')->{processed},
+		$rows, "$label: processed = $rows");
+	history_ok($node, $sc, $rows, "$label, run after the reset");
 }
 
 # --- 5. a rewrite of the table and VACUUM FULL under 2 slices -------------
