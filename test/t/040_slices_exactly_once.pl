@@ -27,12 +27,13 @@ my $rows  = 20000;
 my $batch = 100;
 my $icu   = '"en-x-icu"';
 
-# every batch sleeps 20 ms, so a slice of 50 to 100 batches is still running
-# when the test crashes the server
+# every batch sleeps 20 ms (unless the case says otherwise), so a slice of
+# 50 to 100 batches is still running when the test crashes the server
 sub slow_action
 {
-	my ($t, $where) = @_;
-	return "WITH s AS (SELECT pg_sleep(0.02)) UPDATE $t SET n = n + 1 FROM s WHERE $where";
+	my ($t, $where, $secs) = @_;
+	$secs //= 0.02;
+	return "WITH s AS (SELECT pg_sleep($secs)) UPDATE $t SET n = n + 1 FROM s WHERE $where";
 }
 
 my @crash = (
@@ -112,6 +113,8 @@ my @crash = (
 		parallel => 4,
 		rows     => 150000,
 		batch    => 2000,
+		# 19 batches a slice: each sleeps long enough to be caught running
+		sleep    => 0.2,
 		create   => "CREATE TABLE c_big4 (k text COLLATE $icu PRIMARY KEY, n int NOT NULL DEFAULT 0);
 				   INSERT INTO c_big4 (k)
 				   SELECT (ARRAY['a', 'B', 'c', 'D', 'é', '_', 'Z', 'ß', 'Ä'])[g % 9 + 1]
@@ -128,7 +131,7 @@ for my $sc (@crash)
 	my $rows  = $sc->{rows}  // $rows;
 	my $batch = $sc->{batch} // $batch;
 	$node->safe_psql('postgres', "$sc->{create}; ANALYZE $t;");
-	define_sliced($node, $name, $t, slow_action($t, $sc->{where}),
+	define_sliced($node, $name, $t, slow_action($t, $sc->{where}, $sc->{sleep}),
 		batch_size   => $batch,
 		batch_delay  => '5ms',
 		lock_timeout => '5s',
