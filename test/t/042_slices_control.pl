@@ -90,7 +90,9 @@ sub continued_from_cursors_ok
 	my $sc    = int_key('alter_v1', 'al', 4);
 	my $label = 'mig_alter';
 	new_table($node, 'al', $rows);
-	define_sliced($node, 'alter_v1', 'al', slow('al', 0.01),
+	# about 8 s at parallel 2: new workers must come long before (mig_alter
+	# wakes the launcher, as mig_start does; its poll is only a safety net)
+	define_sliced($node, 'alter_v1', 'al', slow('al', 0.03),
 		batch_size  => 100,
 		batch_delay => '5ms',
 		parallel    => 2);
