@@ -297,6 +297,48 @@ sub continued_from_cursors_ok
 	history_ok($node, $sc, $small, "$label, started again");
 }
 
+# --- 4b'. a batch of one slice fails while the others run -----------------
+#
+# The action fails (division by zero) on the batch holding key 16050, in the
+# last of 4 slices: the migration is failed with that error, every runner
+# stops, and what committed is consistent.  Once the cause is gone,
+# mig_start resumes every slice from its cursor: exactly once in the end.
+{
+	my $sc    = int_key('fail_v1', 'fz', 4);
+	my $label = 'failure in a slice';
+	new_table($node, 'fz', $small);
+	$node->safe_psql('postgres',
+		'CREATE TABLE bad (id int); INSERT INTO bad VALUES (16050)');
+	define_sliced($node, 'fail_v1', 'fz',
+		'WITH s AS (SELECT pg_sleep(0.01)), '
+		  . 'b AS (SELECT 1 / CASE WHEN EXISTS (SELECT FROM bad WHERE bad.id BETWEEN $1 AND $2) '
+		  . 'THEN 0 ELSE 1 END AS x) '
+		  . 'UPDATE fz SET n = n + b.x FROM s, b WHERE id BETWEEN $1 AND $2',
+		batch_size  => 100,
+		batch_delay => '5ms',
+		parallel    => 4);
+	$node->safe_psql('postgres', "SELECT mig_start('fail_v1')");
+	is($node->safe_psql('postgres', "SELECT mig_wait('fail_v1', '60s')"),
+		'failed', "$label: the migration failed");
+	like(mig_row($node, 'fail_v1', 'error')->{error},
+		qr/division by zero/, "$label: with the action's error");
+	ok(no_worker_left(), "$label: every worker exits");
+	my $before = slices_of($node, 'fail_v1');
+	note("$label: slices when failed: $before");
+	sliced_consistent_ok($node, $sc, "$label, failed");
+	slice_invariants_ok($node, $sc, "$label, failed");
+	is($node->safe_psql('postgres', 'SELECT n FROM fz WHERE id = 16050'),
+		'0', "$label: the failed batch was rolled back");
+
+	$node->safe_psql('postgres', 'DELETE FROM bad');
+	$node->safe_psql('postgres', "SELECT mig_start('fail_v1')");
+	is($node->safe_psql('postgres', "SELECT mig_wait('fail_v1', '60s')"),
+		'completed', "$label: mig_start after the fix completes it");
+	exactly_once_ok($node, 'fz', 'fail_v1', $small, $label);
+	history_ok($node, $sc, $small, $label);
+	continued_from_cursors_ok($sc, $before, $label);
+}
+
 # --- 4c. mig_reset of a migration stopped half way through its slices ----
 #
 # mig_reset starts over from the first key: no slice of the old run may
