@@ -172,14 +172,15 @@ for my $sc (@crash)
 
 # --- 2. work stealing on a skewed table -----------------------------------
 #
-# (the crashes above end with kill -9: the log is looked at from here on)
-my $log_offset = -s $node->logfile;
-#
 # Only the first quarter of the keys is slow (30 ms per batch); the rest is
 # fast.  With two slices, the slice of the upper half runs out of work long
 # before the first one: it must take the upper half of what the first slice
 # has left.  The history shows it: batches run by one slice inside the range
-# that the other slice had at the start.
+# that the other slice had at the start.  The server is killed (-9) right
+# after the first steal.
+
+# (every crash is a kill -9: the log is looked at after the last one)
+my $log_offset;
 {
 	my $srows = 40000;
 	my $sc    = int_key('steal_v1', 'sk', 2);
@@ -214,6 +215,25 @@ my $log_offset = -s $node->logfile;
 		"$label: the slices' ranges are contiguous from the first key");
 	is(@sorted ? $sorted[-1][2] : '<no slice>', $srows,
 		"$label: the last slice ends at the last key");
+
+	# kill -9 as soon as a steal committed: a slice's range is no longer
+	# the one it had at the start
+	my $orig_ranges = join(',',
+		map { "'" . join(':', $_->[0], $_->[1], $_->[2]) . "'" } @orig) || "''";
+	ok( poll_true($node, qq{
+			SELECT (SELECT status FROM migrations WHERE name = 'steal_v1') <> 'running'
+				OR EXISTS (SELECT FROM migration_slices s JOIN migrations m ON m.id = s.migration_id
+							WHERE m.name = 'steal_v1'
+							  AND s.slice || ':' || coalesce(s.lower_key[1], '') || ':' || s.upper_key[1]
+								  NOT IN ($orig_ranges))}),
+		"$label: a steal committed");
+	note("$label: crash at " . slices_of($node, 'steal_v1'));
+	is(mig_row($node, 'steal_v1', 'status')->{status}, 'running',
+		"$label: still running after the steal");
+	ok(crash_restart($node, 'kill9'), "$label: kill -9 after a steal, and restart");
+	$log_offset = -s $node->logfile;
+	sliced_consistent_ok($node, $sc, "$label, after the crash");
+	slice_invariants_ok($node, $sc, "$label, after the crash");
 
 	is($node->safe_psql('postgres', "SELECT mig_wait('steal_v1', '60s')"),
 		'completed', "$label: completed");
