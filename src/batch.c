@@ -57,23 +57,28 @@ typedef struct BatchStats
 } BatchStats;
 
 /*
- * SET CONSTRAINTS ALL IMMEDIATE for the batch's transaction.  The action
- * runs as a security-restricted operation, in which PostgreSQL refuses to
- * queue a deferred trigger (it would fire at commit, outside that
- * operation): a table with a DEFERRABLE INITIALLY DEFERRED foreign key, as
- * Django creates them, could not be migrated at all.  Checked at the end of
- * each statement instead, a violation fails the batch inside its guarded
- * step, with its bounds, like any other error of the action.
+ * SET CONSTRAINTS ALL IMMEDIATE (deferred = false) or ALL DEFERRED.
+ *
+ * The action runs with every constraint immediate: it runs as a
+ * security-restricted operation, in which PostgreSQL refuses to queue a
+ * deferred trigger (it would fire at commit, outside that operation), so a
+ * table with a DEFERRABLE INITIALLY DEFERRED foreign key, as Django creates
+ * them, could not be migrated at all.  Checked at the end of the action
+ * instead, a violation fails the batch inside its guarded step, with its
+ * bounds, like any other error of the action.  The catalog statements that
+ * follow run with deferrable triggers deferred again, as they were declared
+ * (the catalog has none of its own; this keeps one a superuser adds firing
+ * at commit).
  */
 static void
-all_constraints_immediate(void)
+set_all_constraints(bool deferred)
 {
 	ConstraintsSetStmt stmt;
 
 	memset(&stmt, 0, sizeof(stmt));
 	stmt.type = T_ConstraintsSetStmt;
 	stmt.constraints = NIL;
-	stmt.deferred = false;
+	stmt.deferred = deferred;
 	AfterTriggerSetState(&stmt);
 }
 
@@ -89,7 +94,6 @@ set_batch_gucs(MigrationRun *run)
 	mr_set_local_guc("lock_timeout", psprintf("%d", run->lock_timeout_ms));
 	mr_set_local_guc("statement_timeout", psprintf("%d", run->statement_timeout_ms));
 	mr_set_local_guc("synchronous_commit", mr_synchronous_commit ? "on" : "off");
-	all_constraints_immediate();
 }
 
 /*
@@ -298,7 +302,9 @@ run_data_side(MigrationRun *run, BatchStats *stats, Datum *first, Datum *last)
 	{
 		note_batch_keys(run, first, last, stats->keys);
 		INSTR_TIME_SET_CURRENT(phase);
+		set_all_constraints(false);
 		stats->rows = run_action(run, first, last);
+		set_all_constraints(true);
 		stats->action_ms = mr_elapsed_ms(phase);
 	}
 	if (run->statement_timeout_ms > 0)
