@@ -281,7 +281,7 @@ sub extension_state
 		  FROM pg_extension e, unnest(e.extconfig) AS x(oid)
 		  JOIN pg_class c ON c.oid = x.oid
 		 WHERE e.extname = 'migration_runner'
-		 ORDER BY 1::text});
+		 ORDER BY c.oid::regclass::text COLLATE "C"});
 	my @out;
 	for my $line (split /\n/, $rels)
 	{
