@@ -33,6 +33,7 @@ OBJS = \
 	src/batch.o \
 	src/retry.o \
 	src/run.o \
+	src/run_end.o \
 	src/split.o \
 	src/slices.o \
 	src/runlock.o \
@@ -40,6 +41,7 @@ OBJS = \
 	src/status.o \
 	src/seed.o \
 	src/control.o \
+	src/alter.o \
 	src/mig_run.o \
 	src/launcher.o \
 	src/launcher_track.o \

@@ -1,8 +1,11 @@
 # shellcheck shell=bash
-# bench/lib.sh: what bench/unanalysed.sh and bench/bookkeeping.sh share
-# (sourced, not run): a temporary directory, builds of this tree or of a git
-# revision installed into the server copy, and a throw-away cluster with
-# run.sh's settings on a Unix socket, run as postgres.
+# bench/lib.sh: what the scripts in bench/ share (sourced, not run): a
+# temporary directory, builds of this tree or of a git revision installed
+# into the server copy, a throw-away cluster with run.sh's settings on a
+# Unix socket, run as postgres, and the SQL of the methods that several
+# scripts time (the hand-written keyset loop, the table reset, the wait for
+# the worker).  run.sh sources it for that SQL only and keeps its own
+# cluster code.
 #
 # The caller sets TREE (the repository) and NAME (its own name, for messages
 # and the temporary directory), then calls bench_begin.  Afterwards:
@@ -83,7 +86,9 @@ bench_cleanup() {
 
 # initdb, with run.sh's settings on socket $SOCK and port $1, plus the
 # lines on stdin.  The launcher watches the postgres database, which has no
-# extension: only CALL mig_run runs in these clusters.
+# extension: only CALL mig_run runs in these clusters, unless the lines on
+# stdin (later lines win) name the database in which the caller installs it
+# (parallel.sh does).
 bench_initdb() {    # $1 = port
 	PORT=$1
 	as_pg initdb -D "$PGDATA" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >"$WORK/initdb.log" 2>&1 ||
@@ -147,6 +152,86 @@ EOF
 # the seed's backfill as a migration action on table $1
 bench_action() {
 	printf 'UPDATE %s SET created_at = inserted_at, updated_at = inserted_at WHERE id BETWEEN $1 AND $2 AND created_at IS NULL' "$1"
+}
+
+# The SQL of a method or a step, printed for the caller's own psql (run.sh's
+# q takes no database argument, lib.sh's does).
+
+# Procedure bench_keyset(batch): the keyset loop people write by hand over
+# table $1 (run.sh's (b) and (c)).  A batch's last key is found by keyset
+# over the primary key (never OFFSET), the UPDATE covers (cursor, last] and
+# each batch commits.  The ids here are positive, so the cursor starts at
+# min(id) - 1.
+bench_keyset_sql() {    # $1 = table
+	cat <<EOF
+CREATE PROCEDURE bench_keyset(batch integer)
+LANGUAGE plpgsql AS \$\$
+DECLARE
+	cur bigint;
+	hi bigint;
+BEGIN
+	SELECT min(id) - 1 INTO cur FROM $1;
+	LOOP
+		SELECT max(s.id) INTO hi
+		  FROM (SELECT id FROM $1 WHERE id > cur ORDER BY id LIMIT batch) s;
+		EXIT WHEN hi IS NULL;
+		UPDATE $1 SET created_at = inserted_at, updated_at = inserted_at
+		 WHERE id > cur AND id <= hi AND created_at IS NULL;
+		cur := hi;
+		COMMIT;
+	END LOOP;
+END
+\$\$;
+EOF
+}
+
+# Rebuilds table $1 as a fresh copy of $2 before a method runs, so that
+# every method starts from the same state: same rows, no dead tuples, fresh
+# statistics and visibility map, nothing dirty in shared buffers.
+bench_reset_sql() {    # $1 = table, $2 = template
+	cat <<EOF
+DROP TABLE IF EXISTS $1;
+CREATE TABLE $1 (LIKE $2 INCLUDING ALL) WITH (autovacuum_enabled = off);
+INSERT INTO $1 SELECT * FROM $2;
+VACUUM ANALYZE $1;
+CHECKPOINT;
+EOF
+}
+
+# psql lines that time the lines in $2 inside one session, after the setup
+# lines in $1: they print "SECS <seconds>" between clock_timestamp() before
+# and after, and whatever the body \echo'es.
+bench_timed_sql() {    # $1 = setup lines, $2 = timed lines
+	cat <<EOF
+\\o /dev/null
+$1
+SELECT extract(epoch FROM clock_timestamp()) AS t0 \\gset
+$2
+SELECT round((extract(epoch FROM clock_timestamp()) - :t0)::numeric, 3) AS secs \\gset
+\\echo SECS :secs
+EOF
+}
+
+# The statement that waits for the worker to finish migration $2.  "slices"
+# waits in 1 s slices that commit in between, as the README recommends, so
+# the waiting session holds no snapshot for long; "one" is a single
+# mig_wait() for the whole run, whose snapshot keeps VACUUM (and HOT pruning
+# of the catalog row) from cleaning up while it waits.  With $3 the wait
+# gives up with an error after that many seconds.
+bench_wait_sql() {    # $1 = slices | one, $2 = migration name, [$3 = seconds]
+	if [ "$1" = one ]; then
+		echo "SELECT mig_wait('$2');"
+	elif [ -z "${3:-}" ]; then
+		echo "DO \$w\$ BEGIN WHILE mig_wait('$2', '1 s') = 'running' LOOP COMMIT; END LOOP; END \$w\$;"
+	else
+		echo "DO \$w\$ DECLARE t_end timestamptz := clock_timestamp() + interval '$3 s'; BEGIN
+	WHILE mig_wait('$2', '1 s') = 'running' LOOP
+		IF clock_timestamp() > t_end THEN
+			RAISE EXCEPTION 'migration % still running after $3 s', '$2';
+		END IF;
+		COMMIT;
+	END LOOP; END \$w\$;"
+	fi
 }
 
 bench_footer() {

@@ -45,12 +45,12 @@
 #
 set -euo pipefail
 
-PGBIN=${MR_PG_BINDIR:-/usr/lib/postgresql/15/bin}
-export PATH="$PGBIN:$PATH"
-export LANG=C.UTF-8 LC_ALL=C.UTF-8
-
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 TREE="$(cd "$HERE/.." && pwd)"
+# PGBIN, PATH, the locale, and the SQL of the methods (bench_*_sql); the
+# cluster code below is run.sh's own
+# shellcheck source=bench/lib.sh
+. "$HERE/lib.sh"
 
 # ---------------------------------------------------------------- arguments
 QUICK=0
@@ -240,32 +240,10 @@ if [ "$EXT_OK" = 1 ]; then
 	HIST_GUC=$(q -c "SELECT current_setting('migration_runner.history_size', true)" || echo '?')
 fi
 
-# (b) and (c): the keyset loop people write by hand.  A batch's last key is
-# found by keyset over the primary key (never OFFSET), the UPDATE covers
-# (cursor, last] and each batch commits.  The ids here are positive, so the
-# cursor starts at min(id) - 1.
-q <<'EOF'
-CREATE PROCEDURE bench_keyset(batch integer)
-LANGUAGE plpgsql AS $$
-DECLARE
-	cur bigint;
-	hi bigint;
-BEGIN
-	SELECT min(id) - 1 INTO cur FROM users;
-	LOOP
-		SELECT max(s.id) INTO hi
-		  FROM (SELECT id FROM users WHERE id > cur ORDER BY id LIMIT batch) s;
-		EXIT WHEN hi IS NULL;
-		UPDATE users SET created_at = inserted_at, updated_at = inserted_at
-		 WHERE id > cur AND id <= hi AND created_at IS NULL;
-		cur := hi;
-		COMMIT;
-	END LOOP;
-END
-$$;
-EOF
+# (b) and (c): the keyset loop people write by hand (bench/lib.sh)
+bench_keyset_sql users | q
 
-ACTION='UPDATE users SET created_at = inserted_at, updated_at = inserted_at WHERE id BETWEEN $1 AND $2 AND created_at IS NULL'
+ACTION=$(bench_action users)
 
 # ---------------------------------------------------------------- helpers
 seed_template() {    # $1 = rows
@@ -286,29 +264,12 @@ VACUUM ANALYZE users_template;
 EOF
 }
 
-reset_users() {
-	q <<'EOF'
-DROP TABLE IF EXISTS users;
-CREATE TABLE users (LIKE users_template INCLUDING ALL) WITH (autovacuum_enabled = off);
-INSERT INTO users SELECT * FROM users_template;
-VACUUM ANALYZE users;
-CHECKPOINT;
-EOF
-}
+reset_users() { bench_reset_sql users users_template | q; }
 
 # Times the psql lines in $2 inside one session, after the setup lines in $1;
 # prints the seconds between clock_timestamp() before and after, then any
 # values the body \echo'es with the prefix OUT.
-timed() {    # $1 = setup lines, $2 = timed lines
-	q <<EOF
-\\o /dev/null
-$1
-SELECT extract(epoch FROM clock_timestamp()) AS t0 \\gset
-$2
-SELECT round((extract(epoch FROM clock_timestamp()) - :t0)::numeric, 3) AS secs \\gset
-\\echo SECS :secs
-EOF
-}
+timed() { bench_timed_sql "$1" "$2" | q; }
 
 # Checks the backfill: prints OK or FAIL(<reason>).
 verify() {    # $1 = rows, $2 = migration name or ''
@@ -333,16 +294,12 @@ verify() {    # $1 = rows, $2 = migration name or ''
 
 record() { printf '%s\t%s\t%s\t%s\t%s\n' "$@" >> "$RESULTS"; }
 
-# The statement that waits for the worker: (e) waits in 1 s slices that
-# commit in between, as the README recommends; (f) is one mig_wait() for the
-# whole run, whose snapshot keeps VACUUM (and HOT pruning of the catalog
-# row) from cleaning up while it waits.
+# The statement that waits for the worker (bench/lib.sh): (e) waits in 1 s
+# slices that commit in between, as the README recommends; (f) is one
+# mig_wait() for the whole run, whose snapshot keeps VACUUM (and HOT pruning
+# of the catalog row) from cleaning up while it waits.
 wait_sql() {
-	if [ "$1" = f ]; then
-		echo "SELECT mig_wait('$2');"
-	else
-		echo "DO \$w\$ BEGIN WHILE mig_wait('$2', '1 s') = 'running' LOOP COMMIT; END LOOP; END \$w\$;"
-	fi
+	if [ "$1" = f ]; then bench_wait_sql one "$2"; else bench_wait_sql slices "$2"; fi
 }
 
 # Runs a method; $1 size, $2 method key, $3 batch, $4 migration name or '',

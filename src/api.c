@@ -9,10 +9,10 @@
  *
  * The functions themselves live by concern: seed.c (the seed's functions for
  * application-driven migrations), control.c (pause, resume, cancel, reset,
- * drop, wait), mig_run.c (CALL mig_run) and status.c (the one table of the
- * status transitions they all obey).  Every function that changes a
- * migration checks that the caller has the privileges of its owner, and
- * writes the catalog through catalog.c.
+ * drop, wait), alter.c (mig_alter), mig_run.c (CALL mig_run) and status.c
+ * (the one table of the status transitions they all obey).  Every function
+ * that changes a migration checks that the caller has the privileges of its
+ * owner, and writes the catalog through catalog.c.
  *
  *-------------------------------------------------------------------------
  */

@@ -4,7 +4,7 @@
  *	  Declarations shared by the files of the SQL-callable functions:
  *	  api.c (argument and lookup helpers, mig_define), seed.c (the seed's
  *	  functions), control.c (pause, resume, cancel, reset, drop, wait),
- *	  mig_run.c (CALL mig_run) and status.c (the legal status transitions).
+ *	  alter.c (mig_alter), mig_run.c (CALL mig_run) and status.c (the legal status transitions).
  *
  *-------------------------------------------------------------------------
  */

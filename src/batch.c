@@ -33,6 +33,7 @@
 #include <math.h>
 
 #include "catalog/pg_type.h"
+#include "commands/trigger.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "utils/builtins.h"
@@ -56,6 +57,27 @@ typedef struct BatchStats
 } BatchStats;
 
 /*
+ * SET CONSTRAINTS ALL IMMEDIATE for the batch's transaction.  The action
+ * runs as a security-restricted operation, in which PostgreSQL refuses to
+ * queue a deferred trigger (it would fire at commit, outside that
+ * operation): a table with a DEFERRABLE INITIALLY DEFERRED foreign key, as
+ * Django creates them, could not be migrated at all.  Checked at the end of
+ * each statement instead, a violation fails the batch inside its guarded
+ * step, with its bounds, like any other error of the action.
+ */
+static void
+all_constraints_immediate(void)
+{
+	ConstraintsSetStmt stmt;
+
+	memset(&stmt, 0, sizeof(stmt));
+	stmt.type = T_ConstraintsSetStmt;
+	stmt.constraints = NIL;
+	stmt.deferred = false;
+	AfterTriggerSetState(&stmt);
+}
+
+/*
  * Settings for this batch only; SET LOCAL semantics, so they vanish at the
  * end of the transaction.  synchronous_commit must still be in force at the
  * top-level commit, which it is: a released subtransaction keeps its locals.
@@ -67,6 +89,7 @@ set_batch_gucs(MigrationRun *run)
 	mr_set_local_guc("lock_timeout", psprintf("%d", run->lock_timeout_ms));
 	mr_set_local_guc("statement_timeout", psprintf("%d", run->statement_timeout_ms));
 	mr_set_local_guc("synchronous_commit", mr_synchronous_commit ? "on" : "off");
+	all_constraints_immediate();
 }
 
 /*

@@ -101,6 +101,10 @@ mig_reset(PG_FUNCTION_ARGS)
 				  "throttled = NULL, worker_pid = NULL, last_batch_at = NULL, "
 				  "last_batch_ms = NULL, bounds_ms = 0, action_ms = 0, "
 				  "bookkeeping_ms = 0, commit_ms = 0");
+	/* the next run splits the keys again, from the first one */
+	mr_catalog_exec(psprintf("DELETE FROM %s WHERE migration_id = " INT64_FORMAT,
+							 mr_catalog_table("migration_slices"), m->id),
+					0, NULL, NULL, SPI_OK_DELETE);
 	mr_catalog_exec(psprintf("DELETE FROM %s WHERE migration_id = " INT64_FORMAT,
 							 mr_catalog_table("migration_batches"), m->id),
 					0, NULL, NULL, SPI_OK_DELETE);
@@ -191,15 +195,4 @@ mig_wait(PG_FUNCTION_ARGS)
 	}
 	mr_wait_done();
 	PG_RETURN_TEXT_P(cstring_to_text(m->status));
-}
-
-/* mig_alter: being written (issue 13); refuses until then */
-PG_FUNCTION_INFO_V1(mig_alter);
-Datum
-mig_alter(PG_FUNCTION_ARGS)
-{
-	ereport(ERROR,
-			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-			 errmsg("mig_alter is not implemented yet")));
-	PG_RETURN_VOID();
 }

@@ -43,7 +43,20 @@ enum
 	ARG_LOCK_TIMEOUT,
 	ARG_STATEMENT_TIMEOUT,
 	ARG_MAX_RETRIES,
-	ARG_TARGET_BATCH_TIME
+	ARG_TARGET_BATCH_TIME,
+	ARG_PARALLEL
+};
+
+/* where mig_define has its run options */
+static const RunOptionArgs define_options = {
+	.batch_size = ARG_BATCH_SIZE,
+	.parallel = ARG_PARALLEL,
+	.batch_delay = ARG_BATCH_DELAY,
+	.lock_timeout = ARG_LOCK_TIMEOUT,
+	.statement_timeout = ARG_STATEMENT_TIMEOUT,
+	.max_retries = ARG_MAX_RETRIES,
+	.target_batch_time = ARG_TARGET_BATCH_TIME,
+	.altering = false
 };
 
 static void
@@ -113,26 +126,59 @@ interval_arg_ms(FunctionCallInfo fcinfo, int argno, const char *argname,
 	return (int) ms;
 }
 
-static void
-read_options(FunctionCallInfo fcinfo, Migration *m)
+/*
+ * Validate the run options that mig_define records and mig_alter changes,
+ * into m: one set of rules for both, so that mig_alter can never store what
+ * mig_define would refuse.  An option passed as NULL is left out: batch_size
+ * and parallel are then 0, the others -1 (which mig_define records as "use
+ * the GUC").  Nothing is written here; the callers write only after every
+ * argument passed.
+ */
+void
+mr_read_run_options(FunctionCallInfo fcinfo, const RunOptionArgs *args,
+					Migration *m)
 {
-	m->batch_delay_ms = interval_arg_ms(fcinfo, ARG_BATCH_DELAY, "batch_delay",
-										3600 * 1000);
-	m->lock_timeout_ms = interval_arg_ms(fcinfo, ARG_LOCK_TIMEOUT, "lock_timeout",
-										 INT_MAX);
-	m->statement_timeout_ms = interval_arg_ms(fcinfo, ARG_STATEMENT_TIMEOUT,
+	m->batch_size = 0;
+	if (!PG_ARGISNULL(args->batch_size))
+	{
+		m->batch_size = PG_GETARG_INT32(args->batch_size);
+		if (m->batch_size < 1 || m->batch_size > MR_MAX_BATCH_SIZE)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("batch_size must be between 1 and %d", MR_MAX_BATCH_SIZE),
+					 errdetail("The given batch_size is %d.", m->batch_size)));
+	}
+	m->parallel = 0;
+	if (!PG_ARGISNULL(args->parallel))
+	{
+		m->parallel = PG_GETARG_INT32(args->parallel);
+		if (m->parallel < 1 || m->parallel > MR_MAX_PARALLEL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("parallel must be between 1 and %d", MR_MAX_PARALLEL),
+					 errdetail("The given parallel is %d.", m->parallel),
+					 errhint("Use 1 to run the migration as one piece, or up to %d to let that many slices of it run at once.",
+							 MR_MAX_PARALLEL)));
+	}
+	m->batch_delay_ms = interval_arg_ms(fcinfo, args->batch_delay,
+										"batch_delay", 3600 * 1000);
+	m->lock_timeout_ms = interval_arg_ms(fcinfo, args->lock_timeout,
+										 "lock_timeout", INT_MAX);
+	m->statement_timeout_ms = interval_arg_ms(fcinfo, args->statement_timeout,
 											  "statement_timeout", INT_MAX);
-	m->target_batch_ms = interval_arg_ms(fcinfo, ARG_TARGET_BATCH_TIME,
+	m->target_batch_ms = interval_arg_ms(fcinfo, args->target_batch_time,
 										 "target_batch_time", 3600 * 1000);
 	if (m->target_batch_ms == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("target_batch_time must be positive"),
+				 args->altering ?
+				 errhint("Pass NULL to leave target_batch_time as it is.") :
 				 errhint("Omit it or pass NULL to use migration_runner.target_batch_time, which is 0 (a fixed batch size) by default.")));
 	m->max_retries = -1;
-	if (!PG_ARGISNULL(ARG_MAX_RETRIES))
+	if (!PG_ARGISNULL(args->max_retries))
 	{
-		m->max_retries = PG_GETARG_INT32(ARG_MAX_RETRIES);
+		m->max_retries = PG_GETARG_INT32(args->max_retries);
 		if (m->max_retries < 0 || m->max_retries > 1000)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -184,6 +230,8 @@ definition_difference(Migration *old, Migration *new, const char *new_tree)
 		return "the action differs";
 	if (old->batch_size != new->batch_size)
 		return "the batch size differs";
+	if (old->parallel != new->parallel)
+		return "parallel differs";
 	if (old->batch_delay_ms != new->batch_delay_ms ||
 		old->lock_timeout_ms != new->lock_timeout_ms ||
 		old->statement_timeout_ms != new->statement_timeout_ms ||
@@ -197,8 +245,8 @@ definition_difference(Migration *old, Migration *new, const char *new_tree)
  * The name to suggest for a new version: "x_v1" -> "x_v2", "x_v9" -> "x_v10",
  * anything else -> "x_v2".
  */
-static char *
-next_version_name(const char *name)
+char *
+mr_next_version_name(const char *name)
 {
 	size_t		len = strlen(name);
 	size_t		digits = 0;
@@ -226,9 +274,9 @@ ms_literal(int ms)
 static int64
 insert_definition(Migration *m)
 {
-	Oid			argtypes[10] = {TEXTOID, OIDOID, OIDOID, TEXTARRAYOID,
-	OIDARRAYOID, TEXTOID, TEXTOID, INT4OID, TEXTOID, OIDOID};
-	Datum		args[10];
+	Oid			argtypes[11] = {TEXTOID, OIDOID, OIDOID, TEXTARRAYOID,
+	OIDARRAYOID, TEXTOID, TEXTOID, INT4OID, TEXTOID, OIDOID, INT4OID};
+	Datum		args[11];
 	Datum		names[MR_MAX_KEY_COLUMNS];
 	Datum		types[MR_MAX_KEY_COLUMNS];
 	char	   *sql;
@@ -252,14 +300,15 @@ insert_definition(Migration *m)
 	args[8] = CStringGetTextDatum(quote_qualified_identifier(get_namespace_name(get_rel_namespace(m->relid)),
 															 get_rel_name(m->relid)));
 	args[9] = ObjectIdGetDatum(m->action_target);
+	args[10] = Int32GetDatum(m->parallel);
 
 	sql = psprintf("INSERT INTO %s (name, status, owner, relation, key_columns, "
 				   "key_types, action, search_path, batch_size, batch_delay, "
 				   "lock_timeout, statement_timeout, max_retries, target_batch_time, "
-				   "relation_name, action_target) "
+				   "relation_name, action_target, parallel) "
 				   "VALUES ($1, 'pending', $2::regrole, $3::regclass, $4::name[], "
 				   "$5::regtype[], $6, $7, $8, %s, %s, %s, %s, %s, $9, "
-				   "nullif($10, 0)::regclass) "
+				   "nullif($10, 0)::regclass, $11) "
 				   "ON CONFLICT (name) DO NOTHING RETURNING id",
 				   mr_catalog_table("migrations"),
 				   ms_literal(m->batch_delay_ms), ms_literal(m->lock_timeout_ms),
@@ -277,30 +326,34 @@ mr_define_migration(FunctionCallInfo fcinfo)
 	const char *difference;
 	char	   *tree;
 
+	/*
+	 * The mig_define of a 1.0 catalog has no parallel argument: say that the
+	 * extension needs updating rather than read an argument that is not there.
+	 */
+	if (PG_NARGS() <= ARG_PARALLEL)
+	{
+		(void) mr_catalog_table("migrations");
+		elog(ERROR, "mig_define called with %d arguments", PG_NARGS());
+	}
 	mr_require_arg(fcinfo, ARG_NAME, "name");
 	mr_require_arg(fcinfo, ARG_RELATION, "relation");
 	mr_require_arg(fcinfo, ARG_ACTION, "action");
 	mr_require_arg(fcinfo, ARG_BATCH_SIZE, "batch_size");
+	mr_require_arg(fcinfo, ARG_PARALLEL, "parallel");
 
 	m->name = text_to_cstring(PG_GETARG_TEXT_PP(ARG_NAME));
 	m->relid = PG_GETARG_OID(ARG_RELATION);
 	m->action = text_to_cstring(PG_GETARG_TEXT_PP(ARG_ACTION));
-	m->batch_size = PG_GETARG_INT32(ARG_BATCH_SIZE);
 	m->owner = GetUserId();
 	m->search_path = mr_pinned_search_path(GetConfigOption("search_path",
 														   false, false));
 
 	check_name(m->name);
-	if (m->batch_size < 1 || m->batch_size > MR_MAX_BATCH_SIZE)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("batch_size must be between 1 and %d", MR_MAX_BATCH_SIZE),
-				 errdetail("The given batch_size is %d.", m->batch_size)));
+	mr_read_run_options(fcinfo, &define_options, m);
 	if (strspn(m->action, " \t\r\n") == strlen(m->action))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("action must not be empty")));
-	read_options(fcinfo, m);
 	check_relation(m->relid);
 	mr_resolve_key(m->relid,
 				   PG_ARGISNULL(ARG_KEY_COLUMNS) ? NULL : PG_GETARG_ARRAYTYPE_P(ARG_KEY_COLUMNS),
@@ -325,6 +378,6 @@ mr_define_migration(FunctionCallInfo fcinfo)
 						m->name),
 				 errdetail("Compared with the existing definition, %s.", difference),
 				 errhint("Define the new version under a new name, such as \"%s\".",
-						 next_version_name(m->name))));
+						 mr_next_version_name(m->name))));
 	return existing->id;
 }

@@ -7,12 +7,15 @@
  * migration running, and runs the remaining batches through the same engine
  * as the background worker (run.c), committing after each.  How the run
  * ended is reported to the caller: a NOTICE when someone paused or
- * cancelled it, the failing batch's own error when it failed.
+ * cancelled it, the failing batch's own error when it failed.  An error
+ * outside the engine's guarded steps (a failed commit, say) is recorded as
+ * the worker records it (run_end.c) and then raised.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
@@ -24,10 +27,15 @@
 
 PG_FUNCTION_INFO_V1(mig_run);
 
+/* whether an error now comes from a commit (run_end.c says so) */
+static bool committing = false;
+
 static void
 procedure_commit_and_begin(void)
 {
+	committing = true;
 	mr_spi_commit();
+	committing = false;
 }
 
 static bool
@@ -82,17 +90,59 @@ report_outcome(const char *name, RunOutcome outcome, int sqlerrcode)
 	}
 }
 
+/*
+ * An error escaped the engine's guarded steps (a commit, the runner's own
+ * writes as the run ends): record it as the worker does (run_end.c), then
+ * end the CALL with it.  A failure is raised as report_outcome raises a
+ * failed batch's; a cancel request (the migration is now paused) as it
+ * came; anything else with a context line naming the migration.  The
+ * abort took the procedure's SPI connection with it, so the CALL ends
+ * here, in a transaction of its own for the error to abort.
+ */
+static void
+raise_after_error(Migration *m)
+{
+	ErrorData  *edata;
+	bool		at_commit = committing;
+	bool		failed;
+
+	committing = false;
+	edata = CopyErrorData();
+	FlushErrorState();
+	failed = mr_end_run_after_error(m->id, 0, edata, at_commit);
+	StartTransactionCommand();
+	if (failed)
+		report_outcome(m->name, RUN_FAILED, edata->sqlerrcode);
+	if (edata->sqlerrcode != ERRCODE_QUERY_CANCELED)
+		edata->context = psprintf("%s%srun of migration \"%s\"",
+								  edata->context ? edata->context : "",
+								  edata->context ? "\n" : "", m->name);
+	ReThrowError(edata);
+}
+
 static void
 mig_run_checked(Migration *m)
 {
-	RunOutcome	outcome;
-	int			sqlerrcode;
+	MemoryContext cxt;
+	RunOutcome	outcome = RUN_COMPLETED;
+	int			sqlerrcode = 0;
 
 	if (!STATUS_IS(m, MR_STATUS_RUNNING))
 		mr_set_status(m, MR_STATUS_RUNNING, "started_at = now(), " MR_CLEAR_ERROR);
 	mr_spi_commit();
 	mr_pin_transaction();
-	outcome = mr_run_migration(m->id, 0, &procedure_hooks, &sqlerrcode);
+	/* the procedure's memory: it outlives the run's transactions */
+	cxt = CurrentMemoryContext;
+	PG_TRY();
+	{
+		outcome = mr_run_migration(m->id, 0, &procedure_hooks, &sqlerrcode);
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		raise_after_error(m);
+	}
+	PG_END_TRY();
 	report_outcome(m->name, outcome, sqlerrcode);
 }
 

@@ -208,6 +208,10 @@ extern RunOutcome mr_run_migration(int64 migration_id, int slice,
 								   const RunnerHooks *hooks, int *sqlerrcode);
 extern const char *mr_outcome_name(RunOutcome outcome);
 
+/* run_end.c: an error outside the engine's guarded steps, for both runners */
+extern bool mr_end_run_after_error(int64 migration_id, int slice,
+								   ErrorData *edata, bool at_commit);
+
 /* runlock.c */
 extern bool mr_try_lock_runner(int64 migration_id, int slice);
 extern void mr_unlock_runner(int64 migration_id, int slice);

@@ -106,15 +106,21 @@ range_condition(MigrationRun *run, Datum *lower, Datum *upper, Datum *args,
 					row, mr_param_list(nkeys + 1, nkeys));
 }
 
-/* copy the keys of rows pick[0..n-1] of SPI_tuptable into splits */
-static void
-copy_split_keys(MigrationRun *run, uint64 *pick, int n, Datum *splits)
+/*
+ * Split the n sorted keys of rows (a walk or a sample of a range) into
+ * pieces ranges of about equal size: write the last key of every piece but
+ * the last to splits, and return how many were written.
+ */
+static int
+split_at_quantiles(MigrationRun *run, SPITupleTable *rows, uint64 n,
+				   int pieces, Datum *splits)
 {
 	int			i;
 
-	for (i = 0; i < n; i++)
-		mr_key_from_tuple(run, SPI_tuptable->vals[pick[i]], SPI_tuptable->tupdesc,
-						  splits + i * run->m->nkeys, CurrentMemoryContext);
+	for (i = 1; i < pieces; i++)
+		mr_key_from_tuple(run, rows->vals[n * i / pieces - 1], rows->tupdesc,
+						  splits + (i - 1) * run->m->nkeys, CurrentMemoryContext);
+	return pieces - 1;
 }
 
 /*
@@ -151,9 +157,7 @@ split_by_sample(MigrationRun *run, const char *where, Datum *args, int nargs,
 {
 	char	   *keys = mr_key_list(run->m, false, false);
 	double		percent = first_sample_percent(run->m->relid);
-	uint64		pick[MR_MAX_PARALLEL];
 	uint64		n;
-	int			i;
 
 	for (;;)
 	{
@@ -167,10 +171,7 @@ split_by_sample(MigrationRun *run, const char *where, Datum *args, int nargs,
 	}
 	if (n < (uint64) pieces * 2)
 		return 0;
-	for (i = 1; i < pieces; i++)
-		pick[i - 1] = n * i / pieces - 1;
-	copy_split_keys(run, pick, pieces - 1, splits);
-	return pieces - 1;
+	return split_at_quantiles(run, SPI_tuptable, n, pieces, splits);
 }
 
 /*
@@ -189,9 +190,8 @@ mr_split_range(MigrationRun *run, Datum *lower, Datum *upper, int pieces,
 	int			nargs;
 	char	   *where = range_condition(run, lower, upper, args, &nargs);
 	char	   *keys = mr_key_list(run->m, false, false);
-	uint64		pick[MR_MAX_PARALLEL];
+	SPITupleTable *walked;
 	uint64		n;
-	int			i;
 
 	Assert(pieces >= 2 && pieces <= MR_MAX_PARALLEL);
 	n = mr_owner_select(run,
@@ -199,24 +199,20 @@ mr_split_range(MigrationRun *run, Datum *lower, Datum *upper, int pieces,
 								 keys, mr_from_clause(run), where, keys,
 								 SPLIT_WALK_KEYS),
 						nargs, args, true);
+	walked = SPI_tuptable;
 	if (n == SPLIT_WALK_KEYS)
 	{
 		int			found = split_by_sample(run, where, args, nargs, pieces, splits);
 
 		if (found > 0)
 			return found;
-		/* no usable sample: a piece of the keys walked, and the rest */
-		pick[0] = n / 2 - 1;
-		copy_split_keys(run, pick, 1, splits);
-		return 1;
+		/* no usable sample: half of the keys walked, and the rest */
+		return split_at_quantiles(run, walked, n, 2, splits);
 	}
 	pieces = (int) Min((int64) pieces, (int64) n / Max(min_keys, 1));
 	if (pieces < 2)
 		return 0;
-	for (i = 1; i < pieces; i++)
-		pick[i - 1] = n * i / pieces - 1;
-	copy_split_keys(run, pick, pieces - 1, splits);
-	return pieces - 1;
+	return split_at_quantiles(run, walked, n, pieces, splits);
 }
 
 /*

@@ -15,7 +15,8 @@
  *
  * SIGTERM uses the core handler: the open batch is rolled back and the
  * process exits; the launcher resumes the migration (or the slice) from its
- * cursor.
+ * cursor.  An error outside the engine's guarded steps (a failed commit,
+ * say) is recorded in the catalog (run_end.c) before the worker exits.
  *
  *-------------------------------------------------------------------------
  */
@@ -38,10 +39,15 @@
 #include "migration_runner.h"
 #include "worker.h"
 
+/* whether an error now comes from a commit (run_end.c says so) */
+static bool committing = false;
+
 static void
 worker_commit_and_begin(void)
 {
+	committing = true;
 	CommitTransactionCommand();
+	committing = false;
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
 
@@ -151,47 +157,6 @@ runner_name(const char *name, int slice)
 }
 
 /*
- * An error escaped the engine's guarded steps (the throttle queries, a
- * commit, recording a failure): the run cannot go on.  A cancel request
- * has already paused the migration; anything else marks it failed, so that
- * it is not restarted forever without a word.  Runs after the error was
- * reported and the transaction aborted.
- */
-static void
-fail_after_error(int64 id, int slice, const char *name, ErrorData *edata)
-{
-	Migration  *m;
-
-	if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
-	{
-		ereport(LOG,
-				(errmsg("migration_runner: migration \"%s\" paused on a cancel request",
-						name),
-				 slice > 0 ? errdetail("The request reached the runner of slice %d.", slice) : 0));
-		return;
-	}
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	mr_pin_transaction();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	m = mr_extension_is_current() ? mr_migration_by_id(id, true) : NULL;
-	if (m != NULL && strcmp(m->status, MR_STATUS_RUNNING) == 0)
-	{
-		char	   *error = psprintf("%s (SQLSTATE %s) in the runner, outside a batch",
-									 edata->message, unpack_sql_state(edata->sqlerrcode));
-
-		mr_set_status(m, MR_STATUS_FAILED,
-					  psprintf("error = %s, worker_pid = NULL, throttled = NULL",
-							   quote_literal_cstr(error)));
-		ereport(LOG,
-				(errmsg("migration_runner: migration \"%s\" failed: %s", name, error),
-				 slice > 0 ? errdetail("The error ended the runner of slice %d.", slice) : 0));
-	}
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-}
-
-/*
  * Say in the server log how the run ended: the runner that finished last
  * completed the migration; a slice's runner that found no work left says
  * so, the others finish the migration.
@@ -228,7 +193,6 @@ mr_worker_main(Datum main_arg)
 	RunOutcome	outcome = RUN_INTERRUPTED;
 	int			sqlerrcode;
 	char	   *name;
-	MemoryContext workcxt;
 
 	memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof(args));
 
@@ -262,7 +226,6 @@ mr_worker_main(Datum main_arg)
 		pgstat_report_appname(psprintf("migration_runner: %s slice %d",
 									   name, args.slice));
 
-	workcxt = CurrentMemoryContext;
 	PG_TRY();
 	{
 		outcome = mr_run_migration(args.migration_id, args.slice, &worker_hooks, &sqlerrcode);
@@ -276,9 +239,7 @@ mr_worker_main(Datum main_arg)
 		edata = CopyErrorData();
 		EmitErrorReport();
 		FlushErrorState();
-		AbortCurrentTransaction();
-		MemoryContextSwitchTo(workcxt);
-		fail_after_error(args.migration_id, args.slice, name, edata);
+		(void) mr_end_run_after_error(args.migration_id, args.slice, edata, committing);
 		proc_exit(1);
 	}
 	PG_END_TRY();

@@ -1,8 +1,9 @@
--- Catalog shape: the tables migrations and migration_batches, their columns,
--- types, NOT NULLs, defaults, keys, CHECK constraints and indexes, the
--- status view, and the extension's membership and dump configuration.
+-- Catalog shape: the tables migrations, migration_batches and
+-- migration_slices, their columns, types, NOT NULLs, defaults, keys, CHECK
+-- constraints and indexes, the views mig_status and mig_slices, and the
+-- extension's membership and dump configuration.
 BEGIN;
-SELECT plan(203);
+SELECT plan(272);
 
 SET LOCAL search_path = public;
 
@@ -17,7 +18,7 @@ SELECT columns_are('migrations', ARRAY[
 	'batches', 'current_batch_size', 'retries', 'throttled', 'worker_pid',
 	'defined_at', 'last_batch_at', 'last_batch_ms', 'bounds_ms', 'action_ms',
 	'bookkeeping_ms', 'commit_ms', 'action_target', 'error_detail',
-	'error_hint', 'error_context']);
+	'error_hint', 'error_context', 'parallel']);
 
 -- every column: its type, and whether it may be NULL
 SELECT col_type_is('migrations', col, typ)
@@ -34,11 +35,12 @@ SELECT col_type_is('migrations', col, typ)
 	('bounds_ms', 'double precision'),
 	('action_ms', 'double precision'),
 	('bookkeeping_ms', 'double precision'),
-	('commit_ms', 'double precision')) AS c(col, typ);
+	('commit_ms', 'double precision'),
+	('parallel', 'integer')) AS c(col, typ);
 SELECT col_not_null('migrations', col)
   FROM unnest(ARRAY['id', 'name', 'status', 'processed', 'owner', 'scanned',
 					'batches', 'retries', 'defined_at', 'bounds_ms', 'action_ms',
-					'bookkeeping_ms', 'commit_ms']) AS col;
+					'bookkeeping_ms', 'commit_ms', 'parallel']) AS col;
 SELECT col_type_is('migrations', col, typ)
   FROM (VALUES
 	('action_target', 'regclass'),
@@ -89,6 +91,7 @@ SELECT col_default_is('migrations', 'bounds_ms', '0');
 SELECT col_default_is('migrations', 'action_ms', '0');
 SELECT col_default_is('migrations', 'bookkeeping_ms', '0');
 SELECT col_default_is('migrations', 'commit_ms', '0');
+SELECT col_default_is('migrations', 'parallel', '1');
 SELECT col_hasnt_default('migrations', col)
   FROM unnest(ARRAY['name', 'started_at', 'completed_at', 'error', 'owner',
 					'relation', 'action', 'batch_size', 'cursor', 'worker_pid']) AS col;
@@ -207,11 +210,12 @@ SELECT is((SELECT count(*)::int FROM pg_trigger WHERE tgrelid = 'migrations'::re
 -- migration_batches
 SELECT has_table('migration_batches');
 SELECT columns_are('migration_batches', ARRAY[
-	'migration_id', 'batch', 'first_key', 'last_key', 'keys', 'rows',
+	'migration_id', 'slice', 'batch', 'first_key', 'last_key', 'keys', 'rows',
 	'started_at', 'duration_ms', 'bounds_ms', 'action_ms', 'attempts', 'error']);
 SELECT col_type_is('migration_batches', col, typ)
   FROM (VALUES
 	('migration_id', 'bigint'),
+	('slice', 'integer'),
 	('batch', 'bigint'),
 	('keys', 'integer'),
 	('rows', 'bigint'),
@@ -221,7 +225,7 @@ SELECT col_type_is('migration_batches', col, typ)
 	('action_ms', 'double precision'),
 	('attempts', 'integer')) AS c(col, typ);
 SELECT col_not_null('migration_batches', col)
-  FROM unnest(ARRAY['migration_id', 'batch', 'keys', 'rows', 'started_at',
+  FROM unnest(ARRAY['migration_id', 'slice', 'batch', 'keys', 'rows', 'started_at',
 					'duration_ms', 'bounds_ms', 'action_ms', 'attempts']) AS col;
 SELECT col_type_is('migration_batches', col, typ)
   FROM (VALUES
@@ -231,7 +235,9 @@ SELECT col_type_is('migration_batches', col, typ)
 SELECT col_is_null('migration_batches', col)
   FROM unnest(ARRAY['first_key', 'last_key', 'error']) AS col;
 SELECT col_default_is('migration_batches', 'attempts', '1');
-SELECT col_is_pk('migration_batches', ARRAY['migration_id', 'batch']);
+SELECT col_default_is('migration_batches', 'slice', '0');
+-- each slice numbers its own batches (slice 0: the migration as one piece)
+SELECT col_is_pk('migration_batches', ARRAY['migration_id', 'slice', 'batch']);
 SELECT indexes_are('migration_batches', ARRAY['migration_batches_pkey']);
 SELECT fk_ok('migration_batches', 'migration_id', 'migrations', 'id');
 SELECT is((SELECT confdeltype FROM pg_constraint
@@ -242,14 +248,124 @@ SELECT lives_ok(
 									 duration_ms, bounds_ms, action_ms)
 	  SELECT id, 1, 10, 10, now(), 1, 0.5, 0.5 FROM migrations WHERE name = 'full_def'$$,
 	'a batch row of an existing migration is accepted');
+SELECT lives_ok(
+	$$INSERT INTO migration_batches (migration_id, slice, batch, keys, rows, started_at,
+									 duration_ms, bounds_ms, action_ms)
+	  SELECT id, s, 1, 10, 10, now(), 1, 0.5, 0.5 FROM migrations, generate_series(1, 2) s
+	   WHERE name = 'full_def'$$,
+	'batch 1 of other slices of the same migration is accepted');
+SELECT throws_ok(
+	$$INSERT INTO migration_batches (migration_id, slice, batch, keys, rows, started_at,
+									 duration_ms, bounds_ms, action_ms)
+	  SELECT id, 2, 1, 10, 10, now(), 1, 0.5, 0.5 FROM migrations WHERE name = 'full_def'$$,
+	'23505', NULL, 'a slice''s batch number is unique');
 SELECT throws_ok(
 	$$INSERT INTO migration_batches (migration_id, batch, keys, rows, started_at,
 									 duration_ms, bounds_ms, action_ms)
 	  VALUES (-1, 1, 10, 10, now(), 1, 0.5, 0.5)$$,
 	'23503', NULL, 'a batch row needs its migration');
+
+-- ---------------------------------------------------------------------------
+-- migration_slices
+SELECT has_table('migration_slices');
+SELECT columns_are('migration_slices', ARRAY[
+	'migration_id', 'slice', 'status', 'lower_key', 'upper_key', 'cursor',
+	'processed', 'scanned', 'batches', 'current_batch_size', 'worker_pid',
+	'last_batch_at', 'last_batch_ms', 'bounds_ms', 'action_ms',
+	'bookkeeping_ms', 'commit_ms']);
+SELECT col_type_is('migration_slices', col, typ)
+  FROM (VALUES
+	('migration_id', 'bigint'),
+	('slice', 'integer'),
+	('status', 'text'),
+	('upper_key', 'text[]'),
+	('processed', 'bigint'),
+	('scanned', 'bigint'),
+	('batches', 'bigint'),
+	('bounds_ms', 'double precision'),
+	('action_ms', 'double precision'),
+	('bookkeeping_ms', 'double precision'),
+	('commit_ms', 'double precision')) AS c(col, typ);
+SELECT col_not_null('migration_slices', col)
+  FROM unnest(ARRAY['migration_id', 'slice', 'status', 'upper_key', 'processed',
+					'scanned', 'batches', 'bounds_ms', 'action_ms',
+					'bookkeeping_ms', 'commit_ms']) AS col;
+SELECT col_type_is('migration_slices', col, typ)
+  FROM (VALUES
+	('lower_key', 'text[]'),
+	('cursor', 'text[]'),
+	('current_batch_size', 'integer'),
+	('worker_pid', 'integer'),
+	('last_batch_at', 'timestamp with time zone'),
+	('last_batch_ms', 'double precision')) AS c(col, typ);
+SELECT col_is_null('migration_slices', col)
+  FROM unnest(ARRAY['lower_key', 'cursor', 'current_batch_size', 'worker_pid',
+					'last_batch_at', 'last_batch_ms']) AS col;
+SELECT col_default_is('migration_slices', 'status', 'running');
+SELECT col_default_is('migration_slices', col, '0')
+  FROM unnest(ARRAY['processed', 'scanned', 'batches', 'bounds_ms', 'action_ms',
+					'bookkeeping_ms', 'commit_ms']) AS col;
+SELECT col_is_pk('migration_slices', ARRAY['migration_id', 'slice']);
+SELECT indexes_are('migration_slices', ARRAY['migration_slices_pkey']);
+SELECT fk_ok('migration_slices', 'migration_id', 'migrations', 'id');
+SELECT is((SELECT confdeltype FROM pg_constraint
+			WHERE conrelid = 'migration_slices'::regclass AND contype = 'f'),
+		  'c'::"char", 'deleting a migration deletes its slices (ON DELETE CASCADE)');
+SELECT set_eq(
+	$$SELECT conname::text FROM pg_constraint
+	   WHERE conrelid = 'migration_slices'::regclass AND contype = 'c'$$,
+	ARRAY['migration_slices_slice_check', 'migration_slices_status_check'],
+	'migration_slices has exactly its two CHECK constraints');
+SELECT lives_ok(
+	$$INSERT INTO migration_slices (migration_id, slice, status, lower_key, upper_key)
+	  SELECT id, s, st, NULL, '{5}' FROM migrations,
+			 (VALUES (1, 'running'), (64, 'done')) AS v(s, st)
+	   WHERE name = 'full_def'$$,
+	'slices 1 and 64, running and done, are accepted');
+SELECT throws_ok(
+	$$INSERT INTO migration_slices (migration_id, slice, upper_key)
+	  SELECT id, 0, '{5}' FROM migrations WHERE name = 'full_def'$$,
+	'23514', NULL, 'slices are numbered from 1');
+SELECT throws_ok(
+	$$INSERT INTO migration_slices (migration_id, slice, upper_key)
+	  SELECT id, 65, '{5}' FROM migrations WHERE name = 'full_def'$$,
+	'23514', NULL, 'slices are numbered up to 64');
+SELECT throws_ok(
+	$$INSERT INTO migration_slices (migration_id, slice, status, upper_key)
+	  SELECT id, 2, 'paused', '{5}' FROM migrations WHERE name = 'full_def'$$,
+	'23514', NULL, 'a slice is running or done');
+SELECT throws_ok(
+	$$INSERT INTO migration_slices (migration_id, slice, upper_key)
+	  SELECT id, 2, NULL::text[] FROM migrations WHERE name = 'full_def'$$,
+	'23502', NULL, 'a slice has an upper key');
+SELECT throws_ok(
+	$$INSERT INTO migration_slices (migration_id, slice, upper_key)
+	  SELECT id, 1, '{5}' FROM migrations WHERE name = 'full_def'$$,
+	'23505', NULL, 'a migration has one slice of each number');
+SELECT throws_ok(
+	$$INSERT INTO migration_slices (migration_id, slice, upper_key) VALUES (-1, 1, '{5}')$$,
+	'23503', NULL, 'a slice needs its migration');
+
+-- the view of the slices: the migration's name, the keys as text
+SELECT has_view('mig_slices');
+SELECT is(
+	(SELECT array_agg(attname || ' ' || format_type(atttypid, atttypmod) ORDER BY attnum)
+	   FROM pg_attribute WHERE attrelid = 'mig_slices'::regclass AND attnum > 0),
+	ARRAY['name text', 'slice integer', 'status text', 'lower_key text',
+		  'upper_key text', 'cursor text', 'processed bigint', 'batches bigint',
+		  'worker_pid integer'],
+	'mig_slices has its columns, in order, with the keys as text');
+SELECT is(
+	(SELECT array_agg(ROW(name, slice, status, lower_key, upper_key, cursor)::text ORDER BY slice)
+	   FROM mig_slices),
+	ARRAY['(full_def,1,running,,{5},)', '(full_def,64,done,,{5},)'],
+	'mig_slices shows a migration''s slices by name, the keys as text');
+
 DELETE FROM migrations WHERE name = 'full_def';
 SELECT is_empty($$SELECT 1 FROM migration_batches$$,
 				'the batches of a deleted migration are gone');
+SELECT is_empty($$SELECT 1 FROM migration_slices$$,
+				'the slices of a deleted migration are gone');
 
 -- ---------------------------------------------------------------------------
 -- the status view
@@ -269,20 +385,21 @@ SELECT set_eq(
 	   WHERE refclassid = 'pg_extension'::regclass
 		 AND refobjid = (SELECT oid FROM pg_extension WHERE extname = 'migration_runner')
 		 AND deptype = 'e'$$,
-	ARRAY['table migrations', 'table migration_batches', 'sequence migrations_id_seq',
-		  'view mig_status',
+	ARRAY['table migrations', 'table migration_batches', 'table migration_slices',
+		  'sequence migrations_id_seq', 'view mig_status', 'view mig_slices',
 		  'function mig_has_run(text)', 'function mig_start(text)',
 		  'function mig_update_progress(bigint,bigint)', 'function mig_complete(bigint)',
 		  'function mig_fail(bigint,text)',
-		  'function mig_define(text,regclass,text,integer,text[],interval,interval,interval,integer,interval)',
+		  'function mig_define(text,regclass,text,integer,text[],interval,interval,interval,integer,interval,integer)',
+		  'function mig_alter(text,integer,integer,interval,interval,interval,integer,interval)',
 		  'function mig_pause(text)', 'function mig_resume(text)', 'function mig_cancel(text)',
 		  'function mig_reset(text)', 'function mig_run(text)', 'function mig_wait(text,interval)',
 		  'function mig_drop(text)'],
 	'the extension consists of exactly its catalog, view and functions');
 SELECT set_eq(
 	$$SELECT unnest(extconfig)::regclass::text FROM pg_extension WHERE extname = 'migration_runner'$$,
-	ARRAY['migrations', 'migration_batches', 'migrations_id_seq'],
-	'pg_dump dumps the contents of both catalog tables and the id sequence''s position');
+	ARRAY['migrations', 'migration_batches', 'migration_slices', 'migrations_id_seq'],
+	'pg_dump dumps the contents of the three catalog tables and the id sequence''s position');
 SELECT is((SELECT extrelocatable FROM pg_extension WHERE extname = 'migration_runner'),
 		  false, 'the extension is not relocatable');
 SELECT is((SELECT extversion FROM pg_extension WHERE extname = 'migration_runner'),
@@ -291,6 +408,8 @@ SELECT isnt(obj_description('migrations'::regclass, 'pg_class'), NULL,
 			'migrations has a comment');
 SELECT isnt(obj_description('migration_batches'::regclass, 'pg_class'), NULL,
 			'migration_batches has a comment');
+SELECT isnt(obj_description('migration_slices'::regclass, 'pg_class'), NULL,
+			'migration_slices has a comment');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -3,7 +3,7 @@
 -- the caller's behalf only for migrations the caller owns (or whose owning
 -- role the caller is a member of).
 BEGIN;
-SELECT plan(76);
+SELECT plan(95);
 
 SET LOCAL search_path = public;
 SET LOCAL client_min_messages = warning;
@@ -25,9 +25,11 @@ SELECT set_eq(
 			  WHERE oid = %L::regclass AND grantee = 0$$, rel),
 	ARRAY['SELECT'],
 	format('PUBLIC has exactly SELECT on %s', rel))
-  FROM unnest(ARRAY['migrations', 'migration_batches', 'mig_status']) AS rel;
+  FROM unnest(ARRAY['migrations', 'migration_batches', 'migration_slices',
+					'mig_status', 'mig_slices']) AS rel;
 SELECT table_privs_are(rel, role, ARRAY['SELECT'])
-  FROM unnest(ARRAY['migrations', 'migration_batches', 'mig_status']) AS rel,
+  FROM unnest(ARRAY['migrations', 'migration_batches', 'migration_slices',
+					'mig_status', 'mig_slices']) AS rel,
 	   unnest(ARRAY['mr_tap_alice', 'mr_tap_bob']) AS role;
 SELECT ok(NOT has_sequence_privilege('mr_tap_alice', 'migrations_id_seq', 'USAGE')
 		  AND NOT has_sequence_privilege('mr_tap_alice', 'migrations_id_seq', 'UPDATE'),
@@ -42,7 +44,9 @@ SELECT function_privs_are(fn, args, 'mr_tap_bob', ARRAY['EXECUTE'])
 	('mig_complete', ARRAY['bigint']),
 	('mig_fail', ARRAY['bigint', 'text']),
 	('mig_define', ARRAY['text', 'regclass', 'text', 'integer', 'text[]', 'interval',
-						 'interval', 'interval', 'integer', 'interval']),
+						 'interval', 'interval', 'integer', 'interval', 'integer']),
+	('mig_alter', ARRAY['text', 'integer', 'integer', 'interval', 'interval',
+						'interval', 'integer', 'interval']),
 	('mig_pause', ARRAY['text']),
 	('mig_resume', ARRAY['text']),
 	('mig_cancel', ARRAY['text']),
@@ -57,6 +61,8 @@ SET LOCAL ROLE mr_tap_alice;
 SELECT lives_ok($$SELECT * FROM migrations$$, 'a non-superuser can read migrations');
 SELECT lives_ok($$SELECT * FROM migration_batches$$, 'a non-superuser can read migration_batches');
 SELECT lives_ok($$SELECT * FROM mig_status$$, 'a non-superuser can read mig_status');
+SELECT lives_ok($$SELECT * FROM migration_slices$$, 'a non-superuser can read migration_slices');
+SELECT lives_ok($$SELECT * FROM mig_slices$$, 'a non-superuser can read mig_slices');
 SELECT throws_ok(
 	$$INSERT INTO migrations (name, owner) VALUES ('sneaky', 'mr_tap_alice')$$,
 	'42501', NULL, 'a non-superuser cannot INSERT into migrations');
@@ -79,6 +85,15 @@ SELECT throws_ok($$DELETE FROM migration_batches$$,
 	'42501', NULL, 'a non-superuser cannot DELETE from migration_batches');
 SELECT throws_ok($$TRUNCATE migration_batches$$,
 	'42501', NULL, 'a non-superuser cannot TRUNCATE migration_batches');
+SELECT throws_ok(
+	$$INSERT INTO migration_slices (migration_id, slice, upper_key) VALUES (1, 1, '{1}')$$,
+	'42501', NULL, 'a non-superuser cannot INSERT into migration_slices');
+SELECT throws_ok($$UPDATE migration_slices SET cursor = NULL$$,
+	'42501', NULL, 'a non-superuser cannot UPDATE migration_slices');
+SELECT throws_ok($$DELETE FROM migration_slices$$,
+	'42501', NULL, 'a non-superuser cannot DELETE from migration_slices');
+SELECT throws_ok($$TRUNCATE migration_slices$$,
+	'42501', NULL, 'a non-superuser cannot TRUNCATE migration_slices');
 SELECT throws_ok($$SELECT * FROM migrations FOR UPDATE$$,
 	'42501', NULL, 'a non-superuser cannot lock catalog rows (SELECT ... FOR UPDATE)');
 SELECT throws_ok($$LOCK TABLE migrations IN EXCLUSIVE MODE$$,
@@ -131,6 +146,12 @@ SELECT throws_ok($$SELECT mig_reset('alice_managed')$$,
 SELECT throws_ok($$SELECT mig_cancel('alice_managed')$$,
 	'42501', 'must be owner of migration "alice_managed"',
 	'mig_cancel of another role''s managed migration is refused');
+SELECT throws_ok($$SELECT mig_alter('alice_managed', batch_size => 7, parallel => 2)$$,
+	'42501', 'must be owner of migration "alice_managed"',
+	'mig_alter of another role''s migration is refused');
+SELECT throws_ok($$SELECT mig_alter('alice_managed')$$,
+	'42501', 'must be owner of migration "alice_managed"',
+	'mig_alter of another role''s migration is refused even with nothing to change');
 SELECT throws_ok(
 	$$SELECT mig_define('bob_managed', 'tap_items',
 						'UPDATE tap_items SET v = v + 1 WHERE id BETWEEN $1 AND $2')$$,
@@ -146,6 +167,10 @@ SELECT results_eq(
 	$$VALUES ('alice_app', 'running', 0::bigint), ('alice_failed', 'failed', 0::bigint),
 			 ('alice_managed', 'pending', 0::bigint)$$,
 	'the refused calls changed nothing');
+SELECT results_eq(
+	$$SELECT batch_size, parallel FROM migrations WHERE name = 'alice_managed'$$,
+	$$VALUES (1000, 1)$$,
+	'the refused mig_alter changed no option');
 
 -- a member of the owning role may manage it
 SET LOCAL ROLE mr_tap_carol;
@@ -155,6 +180,8 @@ SELECT lives_ok($$SELECT mig_start('alice_managed')$$,
 	'a member of the owning role may start a managed migration');
 SELECT lives_ok($$SELECT mig_pause('alice_managed')$$,
 	'a member of the owning role may pause it');
+SELECT lives_ok($$SELECT mig_alter('alice_managed', parallel => 3)$$,
+	'a member of the owning role may alter it');
 SELECT is((SELECT action FROM mig_status WHERE name = 'alice_managed'),
 		  'UPDATE tap_items SET v = v + 1 WHERE id BETWEEN $1 AND $2',
 		  'a member of the owning role sees the action in mig_status');
@@ -168,6 +195,12 @@ SELECT results_eq(
 
 -- the superuser may manage anything and sees every action
 SELECT lives_ok($$SELECT mig_cancel('alice_managed')$$, 'a superuser may cancel any migration');
+SELECT lives_ok($$SELECT mig_alter('alice_managed', batch_size => 5)$$,
+	'a superuser may alter any migration');
+SELECT results_eq(
+	$$SELECT batch_size, parallel, owner::text FROM migrations WHERE name = 'alice_managed'$$,
+	$$VALUES (5, 3, 'mr_tap_alice')$$,
+	'the member''s and the superuser''s changes are recorded, the owner stays');
 SELECT is((SELECT action FROM mig_status WHERE name = 'alice_managed'),
 		  'UPDATE tap_items SET v = v + 1 WHERE id BETWEEN $1 AND $2',
 		  'a superuser sees every action');

@@ -2,7 +2,7 @@
 -- argument types, argument names, defaults, return types, language,
 -- volatility and strictness.
 BEGIN;
-SELECT plan(116);
+SELECT plan(131);
 
 SET LOCAL search_path = public;
 
@@ -14,14 +14,16 @@ INSERT INTO api VALUES
 	('mig_update_progress', '{bigint,bigint}', 'void',    'volatile', 3),
 	('mig_complete',        '{bigint}',        'void',    'volatile', 4),
 	('mig_fail',            '{bigint,text}',   'void',    'volatile', 5),
-	('mig_define',          '{text,regclass,text,integer,text[],interval,interval,interval,integer,interval}',
+	('mig_define',          '{text,regclass,text,integer,text[],interval,interval,interval,integer,interval,integer}',
 							'bigint',  'volatile', 6),
 	('mig_pause',           '{text}',          'void',    'volatile', 7),
 	('mig_resume',          '{text}',          'void',    'volatile', 8),
 	('mig_cancel',          '{text}',          'void',    'volatile', 9),
 	('mig_reset',           '{text}',          'void',    'volatile', 10),
 	('mig_wait',            '{text,interval}', 'text',    'volatile', 11),
-	('mig_drop',            '{text}',          'void',    'volatile', 12);
+	('mig_drop',            '{text}',          'void',    'volatile', 12),
+	('mig_alter',           '{text,integer,integer,interval,interval,interval,integer,interval}',
+							'void',    'volatile', 13);
 
 SELECT has_function('public', fn, args) FROM api ORDER BY ord;
 SELECT function_returns('public', fn, args, returns) FROM api ORDER BY ord;
@@ -40,7 +42,7 @@ SELECT isnt_strict('public', 'mig_run', ARRAY['text']);
 -- no other overloads of the API's names
 SELECT is((SELECT count(*)::int FROM pg_proc
 			WHERE pronamespace = 'public'::regnamespace AND proname LIKE 'mig\_%'),
-		  13, 'the API has exactly thirteen routines, none overloaded');
+		  14, 'the API has exactly fourteen routines, none overloaded');
 
 -- argument names and defaults, as callers see them (named notation)
 SELECT is(pg_get_function_arguments(p::regprocedure), args, 'arguments of ' || p)
@@ -50,9 +52,17 @@ SELECT is(pg_get_function_arguments(p::regprocedure), args, 'arguments of ' || p
 	('mig_update_progress(bigint,bigint)', 'id bigint, processed bigint'),
 	('mig_complete(bigint)', 'id bigint'),
 	('mig_fail(bigint,text)', 'id bigint, error text'),
-	('mig_define(text,regclass,text,integer,text[],interval,interval,interval,integer,interval)',
+	('mig_define(text,regclass,text,integer,text[],interval,interval,interval,integer,interval,integer)',
 	 'name text, relation regclass, action text, batch_size integer DEFAULT 1000, '
 	 'key_columns text[] DEFAULT NULL::text[], batch_delay interval DEFAULT NULL::interval, '
+	 'lock_timeout interval DEFAULT NULL::interval, '
+	 'statement_timeout interval DEFAULT NULL::interval, '
+	 'max_retries integer DEFAULT NULL::integer, '
+	 'target_batch_time interval DEFAULT NULL::interval, '
+	 'parallel integer DEFAULT 1'),
+	('mig_alter(text,integer,integer,interval,interval,interval,integer,interval)',
+	 'name text, batch_size integer DEFAULT NULL::integer, '
+	 'parallel integer DEFAULT NULL::integer, batch_delay interval DEFAULT NULL::interval, '
 	 'lock_timeout interval DEFAULT NULL::interval, '
 	 'statement_timeout interval DEFAULT NULL::interval, '
 	 'max_retries integer DEFAULT NULL::integer, '
@@ -67,7 +77,8 @@ SELECT is(pg_get_function_arguments(p::regprocedure), args, 'arguments of ' || p
 SELECT is((SELECT pronargdefaults::int FROM pg_proc WHERE oid = p::regprocedure), n,
 		  p || ' has ' || n || ' default(s)')
   FROM (VALUES
-	('mig_define(text,regclass,text,integer,text[],interval,interval,interval,integer,interval)', 7),
+	('mig_define(text,regclass,text,integer,text[],interval,interval,interval,integer,interval,integer)', 8),
+	('mig_alter(text,integer,integer,interval,interval,interval,integer,interval)', 7),
 	('mig_wait(text,interval)', 1)) AS f(p, n);
 
 -- callable with named arguments and defaults, as in the README (on a plain
@@ -85,21 +96,41 @@ SELECT ok((SELECT batch_delay IS NULL AND lock_timeout IS NULL AND statement_tim
 				   AND max_retries IS NULL AND target_batch_time IS NULL
 			  FROM migrations WHERE name = 'sig_named'),
 		  'options left at their defaults are NULL (the GUCs apply)');
+SELECT is((SELECT parallel FROM migrations WHERE name = 'sig_named'), 1,
+		  'the default parallel is 1');
 SELECT lives_ok(
 	$$SELECT mig_define(name => 'sig_all', relation => 'tap_sig',
 						action => 'UPDATE tap_sig SET v = 1 WHERE id BETWEEN $1 AND $2',
 						batch_size => 10, key_columns => ARRAY['id'],
 						batch_delay => '10 ms', lock_timeout => '1 s',
 						statement_timeout => '1 min', max_retries => 3,
-						target_batch_time => '200 ms')$$,
+						target_batch_time => '200 ms', parallel => 4)$$,
 	'mig_define with every argument named');
 SELECT row_eq(
 	$$SELECT batch_size, key_columns::text COLLATE "C", batch_delay, lock_timeout,
-			 statement_timeout, max_retries, target_batch_time
+			 statement_timeout, max_retries, target_batch_time, parallel
 		FROM migrations WHERE name = 'sig_all'$$,
 	ROW(10, '{id}'::text COLLATE "C", interval '10 ms', interval '1 s', interval '1 min', 3,
-		interval '200 ms'),
+		interval '200 ms', 4),
 	'every option is recorded');
+SELECT lives_ok(
+	$$SELECT mig_alter(name => 'sig_all', batch_size => 20, parallel => 2,
+					   batch_delay => '20 ms', lock_timeout => '2 s',
+					   statement_timeout => '2 min', max_retries => 6,
+					   target_batch_time => '400 ms')$$,
+	'mig_alter with every argument named');
+SELECT row_eq(
+	$$SELECT batch_size, batch_delay, lock_timeout, statement_timeout, max_retries,
+			 target_batch_time, parallel
+		FROM migrations WHERE name = 'sig_all'$$,
+	ROW(20, interval '20 ms', interval '2 s', interval '2 min', 6, interval '400 ms', 2),
+	'mig_alter records every option');
+SELECT lives_ok($$SELECT mig_alter(name => 'sig_all', parallel => 3)$$,
+	'mig_alter with one option named');
+SELECT row_eq(
+	$$SELECT batch_size, batch_delay, max_retries, parallel FROM migrations WHERE name = 'sig_all'$$,
+	ROW(20, interval '20 ms', 6, 3),
+	'the options left out (NULL by default) are unchanged');
 SELECT is(mig_wait(name => 'sig_all', timeout => '0'), 'pending',
 		  'mig_wait with named arguments returns the status at the timeout');
 
@@ -124,6 +155,10 @@ SELECT throws_ok($$SELECT mig_define('x', 'tap_sig', NULL)$$, '22004',
 				 'argument "action" must not be null', 'mig_define(name, relation, NULL)');
 SELECT throws_ok($$SELECT mig_define('x', 'tap_sig', 'SELECT $1, $2', NULL)$$, '22004',
 				 'argument "batch_size" must not be null', 'mig_define(..., batch_size => NULL)');
+SELECT throws_ok($$SELECT mig_define('x', 'tap_sig', 'SELECT $1, $2', parallel => NULL)$$, '22004',
+				 'argument "parallel" must not be null', 'mig_define(..., parallel => NULL)');
+SELECT throws_ok($$SELECT mig_alter(NULL, batch_size => 10)$$, '22004',
+				 'argument "name" must not be null', 'mig_alter(NULL, ...)');
 SELECT throws_ok($$SELECT mig_pause(NULL)$$, '22004', 'argument "name" must not be null',
 				 'mig_pause(NULL)');
 SELECT throws_ok($$SELECT mig_resume(NULL)$$, '22004', 'argument "name" must not be null',

@@ -3,7 +3,7 @@
 -- see 05_run.sql).  After every operation the helper tap_invariants() checks
 -- what must hold for every row whatever happened before.
 BEGIN;
-SELECT plan(123);
+SELECT plan(143);
 
 SET LOCAL search_path = public;
 SET LOCAL client_min_messages = warning;
@@ -33,7 +33,12 @@ SELECT name, inv FROM migrations m, LATERAL (VALUES
 	('no runner outside a run', m.worker_pid IS NULL),
 	('a failure has an error', m.status <> 'failed' OR m.error IS NOT NULL),
 	('an owner that exists', EXISTS (SELECT 1 FROM pg_roles r WHERE r.oid = m.owner)),
-	('defined_at not in the future', m.defined_at <= now())
+	('defined_at not in the future', m.defined_at <= now()),
+	('parallel between 1 and 64', m.parallel BETWEEN 1 AND 64),
+	('slices only of managed migrations', m.relation IS NOT NULL
+	 OR NOT EXISTS (SELECT 1 FROM migration_slices s WHERE s.migration_id = m.id)),
+	('no slices before a run or after completion', m.status NOT IN ('pending', 'completed')
+	 OR NOT EXISTS (SELECT 1 FROM migration_slices s WHERE s.migration_id = m.id))
 ) AS i(name_, ok), LATERAL (SELECT m.name || ': ' || i.name_ AS inv) x
 WHERE i.ok IS NOT TRUE;
 
@@ -113,6 +118,10 @@ SELECT throws_ok($$SELECT mig_define('two', 'tap_users', 'SELECT $1; SELECT $2')
 				 '22023', 'action must be exactly one SQL statement', 'an action is one statement');
 SELECT throws_ok($$SELECT mig_define('neg', 'tap_users', 'SELECT $1, $2', batch_delay => '-1 s')$$,
 				 '22023', NULL, 'a negative interval option is refused');
+SELECT throws_ok($$SELECT mig_define('par0', 'tap_users', 'SELECT $1, $2', parallel => 0)$$,
+				 '22023', 'parallel must be between 1 and 64', 'parallel 0 is refused');
+SELECT throws_ok($$SELECT mig_define('par65', 'tap_users', 'SELECT $1, $2', parallel => 65)$$,
+				 '22023', 'parallel must be between 1 and 64', 'parallel over 64 is refused');
 SELECT is((SELECT count(*)::int FROM migrations), 1, 'refused definitions leave no row');
 SELECT pg_temp.tap_invariants('refused definitions');
 
@@ -147,11 +156,23 @@ SELECT throws_ok($$SELECT mig_complete(id) FROM migrations WHERE name = 'add_ts_
 SELECT throws_ok($$SELECT mig_fail(id, 'x') FROM migrations WHERE name = 'add_ts_v1'$$,
 				 '42809', NULL, 'mig_fail refuses a managed migration');
 SELECT lives_ok($$SELECT mig_resume('add_ts_v1')$$, 'resuming a running migration is a no-op');
+SELECT lives_ok($$SELECT mig_alter('add_ts_v1', batch_size => 4, parallel => 3)$$,
+				'mig_alter of a running migration');
+SELECT pg_temp.row_is($$SELECT status, batch_size, parallel FROM migrations WHERE name = 'add_ts_v1'$$,
+			  ROW('running'::text, 4, 3), 'altered while running, still running');
+SELECT pg_temp.tap_invariants('mig_alter of a running migration');
 
 SELECT lives_ok($$SELECT mig_pause('add_ts_v1')$$, 'mig_pause');
 SELECT is((SELECT status FROM migrations WHERE name = 'add_ts_v1'), 'paused', 'paused');
 SELECT pg_temp.tap_invariants('mig_pause');
 SELECT lives_ok($$SELECT mig_pause('add_ts_v1')$$, 'pausing a paused migration is a no-op');
+SELECT lives_ok($$SELECT mig_alter('add_ts_v1', batch_size => 5)$$, 'mig_alter of a paused migration');
+SELECT throws_ok($$SELECT mig_alter('add_ts_v1', parallel => 65)$$, '22023',
+				 'parallel must be between 1 and 64', 'mig_alter validates as mig_define does');
+SELECT throws_ok($$SELECT mig_alter('add_ts_v1', batch_size => 6, max_retries => -1)$$, '22023',
+				 'max_retries must be between 0 and 1000', 'an invalid option refuses the whole call');
+SELECT pg_temp.row_is($$SELECT status, batch_size, parallel, max_retries FROM migrations WHERE name = 'add_ts_v1'$$,
+			  ROW('paused'::text, 5, 3, NULL::int), 'a refused mig_alter changes nothing');
 SELECT throws_ok($$SELECT mig_start('add_ts_v1')$$, '55000', 'migration "add_ts_v1" is paused',
 				 'mig_start of a paused migration is refused (use mig_resume)');
 SELECT is(mig_wait('add_ts_v1', '0'), 'paused', 'mig_wait with a zero timeout returns the status');
@@ -171,13 +192,27 @@ SELECT throws_ok($$SELECT mig_pause('add_ts_v1')$$, '55000', 'migration "add_ts_
 SELECT throws_ok($$SELECT mig_resume('add_ts_v1')$$, '55000', 'migration "add_ts_v1" is not paused',
 				 'a cancelled migration cannot be resumed');
 SELECT is(mig_wait('add_ts_v1'), 'cancelled', 'mig_wait returns at once for a cancelled migration');
+SELECT lives_ok($$SELECT mig_alter('add_ts_v1', max_retries => 2)$$, 'mig_alter of a cancelled migration');
 
 SELECT lives_ok($$SELECT mig_start('add_ts_v1')$$, 'a cancelled migration can be started again');
 SELECT is((SELECT status FROM migrations WHERE name = 'add_ts_v1'), 'running', 'running again');
 SELECT pg_temp.tap_invariants('mig_start of a cancelled migration');
 
 SELECT lives_ok($$SELECT mig_pause('add_ts_v1')$$, 'paused before reset');
+-- the slices a run would have left (written as the superuser this file runs as)
+INSERT INTO migration_slices (migration_id, slice, lower_key, upper_key, cursor, processed, scanned, batches)
+SELECT id, s, CASE WHEN s = 2 THEN '{10}'::text[] END, CASE s WHEN 1 THEN '{10}' ELSE '{20}' END::text[],
+	   '{3}', 3, 3, 1
+  FROM migrations, generate_series(1, 2) s WHERE name = 'add_ts_v1';
+SELECT is((SELECT count(*)::int FROM mig_slices WHERE name = 'add_ts_v1'), 2, 'two slices');
+SELECT is((SELECT processed FROM mig_status WHERE name = 'add_ts_v1'), 6::bigint,
+		  'mig_status adds the slices'' progress');
+SELECT pg_temp.tap_invariants('a paused migration with slices');
 SELECT lives_ok($$SELECT mig_reset('add_ts_v1')$$, 'mig_reset of a paused migration');
+SELECT is_empty($$SELECT 1 FROM migration_slices s JOIN migrations m ON m.id = s.migration_id
+				   WHERE m.name = 'add_ts_v1'$$, 'mig_reset removes the slices');
+SELECT pg_temp.row_is($$SELECT batch_size, parallel, max_retries FROM migrations WHERE name = 'add_ts_v1'$$,
+			  ROW(5, 3, 2), 'mig_reset keeps the options');
 SELECT pg_temp.row_is(
 	$$SELECT status, processed, scanned, batches, retries, started_at, completed_at, error,
 			 cursor, high_water, current_batch_size, last_batch_at
@@ -199,6 +234,7 @@ SELECT throws_ok($$SELECT mig_resume('nope')$$, '42704', 'migration "nope" does 
 SELECT throws_ok($$SELECT mig_cancel('nope')$$, '42704', 'migration "nope" does not exist', 'mig_cancel of an unknown name');
 SELECT throws_ok($$SELECT mig_reset('nope')$$, '42704', 'migration "nope" does not exist', 'mig_reset of an unknown name');
 SELECT throws_ok($$SELECT mig_wait('nope')$$, '42704', 'migration "nope" does not exist', 'mig_wait of an unknown name');
+SELECT throws_ok($$SELECT mig_alter('nope', parallel => 2)$$, '42704', 'migration "nope" does not exist', 'mig_alter of an unknown name');
 SELECT throws_ok($$SELECT mig_complete(-1)$$, '42704', NULL, 'mig_complete of an unknown id');
 SELECT throws_ok($$SELECT mig_fail(-1, 'x')$$, '42704', NULL, 'mig_fail of an unknown id');
 SELECT lives_ok($$SELECT mig_update_progress(-1, 5)$$, 'mig_update_progress of an unknown id is a no-op (as in the seed)');
@@ -229,6 +265,8 @@ SELECT is((SELECT processed FROM migrations WHERE name = 'app_v1'), 123::bigint,
 SELECT throws_ok($$SELECT mig_pause('app_v1')$$, '42809', 'migration "app_v1" is application-driven',
 				 'mig_pause is for managed migrations');
 SELECT throws_ok($$SELECT mig_reset('app_v1')$$, '42809', NULL, 'mig_reset is for managed migrations');
+SELECT throws_ok($$SELECT mig_alter('app_v1', batch_size => 10)$$, '42809',
+				 'migration "app_v1" is application-driven', 'mig_alter is for managed migrations');
 SELECT throws_ok($$SELECT mig_define('app_v1', 'tap_users', 'SELECT $1, $2')$$, '42710', NULL,
 				 'an application-driven name cannot be defined as managed');
 SELECT pg_temp.tap_invariants('progress reports');
@@ -279,6 +317,15 @@ SELECT lives_ok($$SELECT mig_start('app_v3')$$, 'started again');
 SELECT pg_temp.row_is($$SELECT status, processed FROM migrations WHERE name = 'app_v3'$$,
 			  ROW('running'::text, 0::bigint), 'running, processed back to 0');
 SELECT pg_temp.tap_invariants('mig_cancel and restart of an application-driven migration');
+
+-- a completed managed migration cannot be altered: its options are what ran
+-- (completed here as the superuser, as its last batch would)
+UPDATE migrations SET status = 'completed', started_at = now(), completed_at = now()
+ WHERE name = 'pairs_v1';
+SELECT throws_ok($$SELECT mig_alter('pairs_v1', parallel => 2)$$, '55000',
+				 'cannot alter completed migration "pairs_v1"', 'mig_alter of a completed migration');
+SELECT is((SELECT parallel FROM migrations WHERE name = 'pairs_v1'), 1, 'its parallel is unchanged');
+SELECT pg_temp.tap_invariants('a refused mig_alter of a completed migration');
 
 -- ---------------------------------------------------------------------------
 -- mig_status has one row per migration, and agrees with the catalog
