@@ -67,10 +67,7 @@
 #define NO_SLOT_MESSAGE \
 	"waiting for a free background worker slot (max_worker_processes)"
 
-/*
- * One thing that needs a worker: a running migration as one piece (slice
- * 0), or one slice of a migration that runs in slices.
- */
+/* what needs a worker: a migration as one piece (slice 0), or a slice */
 typedef struct WorkItem
 {
 	int64		id;
@@ -86,10 +83,7 @@ typedef struct WorkItem
 	bool		skip;			/* has a runner, or may not get one now */
 } WorkItem;
 
-/*
- * A shortage of background worker slots: it is logged once, when it begins,
- * and retried with a growing wait until no start fails.
- */
+/* a shortage of worker slots: logged once, retried with a growing wait */
 static bool slot_shortage = false;
 static int	slot_backoff_ms = 0;
 
@@ -202,9 +196,7 @@ end_slot_shortage(void)
 	slot_backoff_ms = 0;
 }
 
-/*
- * Register a worker for a work item; false if there is no free slot.
- */
+/* register a worker for a work item; false if there is no free slot */
 static bool
 start_worker(WorkItem *item, TrackedWorker *slot)
 {
@@ -260,11 +252,12 @@ compare_items(const void *a, const void *b)
 	const WorkItem *x = (const WorkItem *) a;
 	const WorkItem *y = (const WorkItem *) b;
 
+	/* small non-negative numbers: their difference cannot overflow */
 	if (x->rank != y->rank)
-		return x->rank < y->rank ? -1 : 1;
+		return x->rank - y->rank;
 	if (x->order != y->order)
-		return x->order < y->order ? -1 : 1;
-	return x->slice < y->slice ? -1 : x->slice > y->slice ? 1 : 0;
+		return x->order - y->order;
+	return x->slice - y->slice;
 }
 
 /*
@@ -453,6 +446,26 @@ read_work_items(int *n)
 }
 
 /*
+ * Is the migration still running, in a snapshot taken after its runner
+ * locks were looked at?  A CALL mig_run that ended since the items were
+ * read left its lock free; a worker started for it would hold that lock
+ * for a moment and refuse the next CALL.
+ */
+static bool
+still_running(int64 id)
+{
+	Oid			argtype = INT8OID;
+	Datum		arg = Int64GetDatum(id);
+
+	/* not read-only: the query takes a new snapshot */
+	if (SPI_execute_with_args(psprintf("SELECT FROM %s WHERE id = $1 AND status = 'running'",
+									   mr_catalog_table("migrations")),
+							  1, &argtype, &arg, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read migration " INT64_FORMAT, id);
+	return SPI_processed > 0;
+}
+
+/*
  * Start workers for the work items that have none, fairly (above), up to
  * max_workers.  Returns how long to sleep at most before looking again.
  */
@@ -502,6 +515,8 @@ start_workers(void)
 														   slot->retry_at) + 1);
 			continue;
 		}
+		if (!still_running(item->id))
+			continue;
 		problem = owner_problem(item->owner);
 		if (problem != NULL)
 		{

@@ -66,9 +66,6 @@ sub define_sliced
 		  . ", batch_size => $batch, parallel => $parallel, statement_timeout => '120s')");
 	is(mig_row($node, "${t}_v1", 'parallel')->{parallel},
 		$parallel, "mig_define recorded parallel = $parallel for ${t}_v1");
-	# (if it did not, set it, so that the launcher is still tested)
-	$node->safe_psql('postgres',
-		"UPDATE migrations SET parallel = $parallel WHERE name = '${t}_v1'");
 	return;
 }
 
@@ -254,8 +251,7 @@ new_table($node, 'd', 2000);
 $node->safe_psql('postgres',
 	    "SELECT mig_define(name => 'd_v1', relation => 'd', action => "
 	  . q_lit('WITH g AS (SELECT key_wait($1) AS x) UPDATE d SET n = n + 1 FROM g WHERE id BETWEEN $1 AND $2')
-	  . ", batch_size => 50, statement_timeout => '120s')");
-$node->safe_psql('postgres', "UPDATE migrations SET parallel = 2 WHERE name = 'd_v1'");
+	  . ", batch_size => 50, parallel => 2, statement_timeout => '120s')");
 $node->safe_psql('postgres', "SELECT mig_start('d_v1')");
 ok( poll_true(
 		$node, q{
@@ -270,7 +266,7 @@ my $upper1 = $node->safe_psql('postgres',
 
 # slice 2 is beyond parallel now; slice 1 runs to its end, then its runner
 # waits to take half of slice 2, whose batch waits at the gate
-$node->safe_psql('postgres', "UPDATE migrations SET parallel = 1 WHERE name = 'd_v1'");
+$node->safe_psql('postgres', "SELECT mig_alter('d_v1', parallel => 1)");
 $node->safe_psql('postgres', "UPDATE key_gate SET upto = $upper1");
 ok( poll_true(
 		$node, qq{
