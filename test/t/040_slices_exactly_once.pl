@@ -172,10 +172,10 @@ for my $sc (@crash)
 
 # --- 2. work stealing on a skewed table -----------------------------------
 #
-# Only the first quarter of the keys is slow (30 ms per batch); the rest is
-# fast.  With two slices, the slice of the upper half runs out of work long
-# before the first one: it must take the upper half of what the first slice
-# has left.  The history shows it: batches run by one slice inside the range
+# Only the first quarter of the keys is slow (80 ms per batch, 4 s in all);
+# the rest is fast.  With two slices, the slice of the upper half runs out
+# of work long before the first one: it must take the upper half of what
+# the first slice has left.  The history shows it: batches run by one slice inside the range
 # that the other slice had at the start.  The server is killed (-9) right
 # after the first steal.
 
@@ -192,7 +192,7 @@ my $log_offset;
 	});
 	my $q = $srows / 4;
 	define_sliced($node, 'steal_v1', 'sk',
-		"WITH s AS (SELECT pg_sleep(CASE WHEN \$1 <= $q THEN 0.03 ELSE 0 END)) "
+		"WITH s AS (SELECT pg_sleep(CASE WHEN \$1 <= $q THEN 0.08 ELSE 0 END)) "
 		  . 'UPDATE sk SET n = n + 1 FROM s WHERE id BETWEEN $1 AND $2',
 		batch_size  => 200,
 		batch_delay => '2ms',
@@ -227,11 +227,11 @@ my $log_offset;
 							  AND s.slice || ':' || coalesce(s.lower_key[1], '') || ':' || s.upper_key[1]
 								  NOT IN ($orig_ranges))}),
 		"$label: a steal committed");
-	note("$label: crash at " . slices_of($node, 'steal_v1'));
 	is(mig_row($node, 'steal_v1', 'status')->{status}, 'running',
 		"$label: still running after the steal");
 	ok(crash_restart($node, 'kill9'), "$label: kill -9 after a steal, and restart");
 	$log_offset = -s $node->logfile;
+	note("$label: after the crash: " . slices_of($node, 'steal_v1'));
 	sliced_consistent_ok($node, $sc, "$label, after the crash");
 	slice_invariants_ok($node, $sc, "$label, after the crash");
 
