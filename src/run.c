@@ -242,8 +242,14 @@ setup_step(MigrationRun *run, void *result)
 	/* a runner of one slice, or of a migration that runs in slices */
 	if (has_keys && (run->home_slice > 0 || mr_is_sliced(run)))
 	{
-		*(BatchResult *) result = run->home_slice > 0 &&
-			mr_switch_to_slice(run, run->home_slice) ? BATCH_DONE : BATCH_NEED_WORK;
+		if (run->home_slice > 0 && mr_switch_to_slice(run, run->home_slice))
+		{
+			if (!run->runs_every_slice)
+				mr_share_out(run);
+			*(BatchResult *) result = BATCH_DONE;
+		}
+		else
+			*(BatchResult *) result = BATCH_NEED_WORK;
 		return;
 	}
 	mr_catalog_exec(psprintf("UPDATE %s SET worker_pid = %d WHERE id = " INT64_FORMAT,

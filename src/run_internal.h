@@ -212,6 +212,7 @@ extern void mr_slice_up(MigrationRun *run);
 extern bool mr_lock_slice_row(MigrationRun *run, RowState *state);
 extern void mr_set_range_upper(MigrationRun *run, Datum upper_text);
 extern bool mr_switch_to_slice(MigrationRun *run, int slice);
+extern void mr_share_out(MigrationRun *run);
 extern BatchResult mr_take_work(MigrationRun *run);
 extern void mr_read_row_state(MigrationRun *run, RowState *state);
 

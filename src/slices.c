@@ -259,6 +259,63 @@ mr_slice_up(MigrationRun *run)
 					run->m->name, nsplits + 1)));
 }
 
+/*
+ * Share this slice's rest out to the slice numbers up to parallel that have
+ * no keys left (done, or never made), when a worker starts on its slice:
+ * after a restart or a resume, the slices that finished before would
+ * otherwise leave workers idle that parallel allows.  Each such slice is
+ * written only under its runner lock (as every writer of a slice's range
+ * holds it), then left for the launcher to start a worker on it.  This
+ * runner holds its own slice's row lock, taken by mr_switch_to_slice.
+ */
+void
+mr_share_out(MigrationRun *run)
+{
+	int			nkeys = run->m->nkeys;
+	int			free_slices[MR_MAX_PARALLEL];
+	int			nfree = 0;
+	int			nsplits;
+	uint64		n;
+	uint64		i;
+	Datum	   *splits;
+	Datum		upper[MR_MAX_KEY_COLUMNS];
+
+	n = slice_exec(run, psprintf("SELECT k FROM pg_catalog.generate_series(1, %d) k "
+								 "WHERE k <> %d AND NOT EXISTS (SELECT FROM %s s "
+								 "WHERE s.migration_id = $1 AND s.slice = k AND s.status = 'running') "
+								 "ORDER BY k", run->parallel, run->slice, slices_table()),
+				   0, NULL, NULL, NULL, SPI_OK_SELECT);
+	for (i = 0; i < n; i++)
+	{
+		bool		isnull;
+		int			k = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i],
+													SPI_tuptable->tupdesc, 1, &isnull));
+
+		if (mr_try_lock_runner(run->m->id, k))
+			free_slices[nfree++] = k;
+	}
+	splits = palloc(sizeof(Datum) * nkeys * (nfree + 1));
+	memcpy(upper, run->upper, sizeof(upper));
+	nsplits = nfree == 0 ? 0 :
+		mr_split_range(run, run->has_cursor ? run->cursor : NULL, upper,
+					   nfree + 1, 2 * (int64) run->batch_size, splits);
+	for (i = 0; i < (uint64) nsplits; i++)
+		write_slice(run, free_slices[i], splits + i * nkeys,
+					i + 1 == (uint64) nsplits ? upper : splits + (i + 1) * nkeys);
+	if (nsplits > 0)
+	{
+		Datum		mine = key_array(run, splits);
+
+		slice_exec(run, psprintf("UPDATE %s SET upper_key = $2 WHERE migration_id = $1 AND slice = %d",
+								 slices_table(), run->slice),
+				   1, (Oid[]) {TEXTARRAYOID}, &mine, NULL, SPI_OK_UPDATE);
+		mr_set_range_upper(run, mine);
+		mr_wake_launcher_at_commit();
+	}
+	for (i = 0; i < (uint64) nfree; i++)
+		mr_unlock_runner(run->m->id, free_slices[i]);
+}
+
 /* take slice as this runner's: its runner lock, then its row */
 static bool
 adopt(MigrationRun *run, int slice)
