@@ -251,9 +251,10 @@ GRANT SELECT ON mig_slices TO PUBLIC;
 
 /*
  * mig_status with slices: processed, scanned and batches add the slices'
- * counters while they run; worker_pid is the lowest of the slices' workers
- * when the migration runs in slices; the rate is taken over the 20 most
- * recent batches of any slice.
+ * counters while they run; worker_pid is the lowest of the slices' workers,
+ * current_batch_size the largest of theirs and last_batch_ms that of the
+ * slice that ran a batch last, when the migration runs in slices; the rate
+ * is taken over the 20 most recent batches of any slice.
  */
 CREATE OR REPLACE VIEW mig_status AS
 SELECT m.id,
@@ -274,8 +275,10 @@ SELECT m.id,
 	   CASE WHEN m.status = 'running' AND r.rows_per_sec > 0 AND est.total IS NOT NULL
 			THEN make_interval(secs => round(((est.total - m.scanned - sl.scanned) / r.rows_per_sec)::numeric, 0)::double precision)
 	   END AS eta,
-	   m.current_batch_size,
-	   round(m.last_batch_ms::numeric, 2) AS last_batch_ms,
+	   CASE WHEN sl.n > 0 THEN sl.current_batch_size ELSE m.current_batch_size END
+		   AS current_batch_size,
+	   round((CASE WHEN sl.n > 0 THEN sl.last_batch_ms ELSE m.last_batch_ms END)::numeric, 2)
+		   AS last_batch_ms,
 	   greatest(m.last_batch_at, sl.last_batch_at) AS last_batch_at,
 	   m.retries,
 	   m.throttled,
@@ -292,7 +295,11 @@ SELECT m.id,
 		   coalesce(sum(s.scanned), 0)::bigint AS scanned,
 		   coalesce(sum(s.batches), 0)::bigint AS batches,
 		   max(s.last_batch_at) AS last_batch_at,
-		   min(s.worker_pid) AS worker_pid
+		   min(s.worker_pid) AS worker_pid,
+		   count(*) AS n,
+		   max(s.current_batch_size) AS current_batch_size,
+		   (array_agg(s.last_batch_ms ORDER BY s.last_batch_at DESC NULLS LAST))[1]
+			   AS last_batch_ms
 	  FROM migration_slices s
 	 WHERE s.migration_id = m.id) sl
   LEFT JOIN LATERAL (
