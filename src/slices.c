@@ -37,6 +37,7 @@
 
 #include "catalog/pg_type.h"
 #include "miscadmin.h"
+#include "pgstat.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/memutils.h"
@@ -342,6 +343,8 @@ adopt(MigrationRun *run, int slice)
 	{
 		mr_unlock_runner(run->m->id, 0);
 		run->home_slice = slice;
+		pgstat_report_appname(psprintf("migration_runner: %s slice %d",
+									   run->m->name, slice));
 	}
 	return true;
 }
