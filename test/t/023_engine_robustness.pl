@@ -68,31 +68,6 @@ sub call_run
 	return $err // '';
 }
 
-# Wait until the migration is no longer running; its status, or 'running'
-# at the deadline.  (Not mig_wait: under a database default of repeatable
-# read, its own snapshot is not what is asserted here.)
-sub wait_not_running
-{
-	my ($name, $secs) = @_;
-	my $st = poll_value($node,
-		"SELECT status FROM migrations WHERE name = " . q_lit($name)
-		  . " AND status <> 'running'", $secs);
-	return $st // 'running';
-}
-
-# Wait until the server log, from byte $offset on, matches $re.
-sub wait_log
-{
-	my ($offset, $re, $secs) = @_;
-	my $deadline = time() + ($secs // $MigTest::WAIT_SECS);
-	while (1)
-	{
-		return 1 if slurp_file($node->logfile, $offset) =~ $re;
-		return 0 if time() > $deadline;
-		usleep(50_000);
-	}
-}
-
 # ===========================================================================
 # 1. Memory stays flat over thousands of batches of 300-byte text keys
 # ===========================================================================
@@ -252,7 +227,7 @@ sub run_settings_case
 		unlike($stderr, qr/ERROR/, "$label: CALL mig_run returns without an error")
 		  or diag($stderr);
 	}
-	my $status = wait_not_running($name);
+	my $status = wait_not_running($node, $name);
 	my $r = cat_row($name, qw(error processed));
 	note("$label: status $status, error $r->{error}; " . counter_counts($node, $table));
 	is($status, 'completed', "$label: completed");
@@ -379,14 +354,14 @@ my %RZ = (
 	my $off  = -s $node->logfile;
 	my $name = unique_case('uv_w');
 	$node->safe_psql('postgres', "SELECT mig_start('$name')");
-	is(wait_not_running($name), 'failed', "$name: the worker ends it failed");
+	is(wait_not_running($node, $name), 'failed', "$name: the worker ends it failed");
 	failed_ok($name, 'uv_w', "$name (worker, unique violation)", 30, %UV);
-	ok(wait_log($off, qr/LOG:\s+[^\n]*"\Q$name\E"[^\n]*\bfailed\b/),
+	ok(wait_log($node, $off, qr/LOG:\s+[^\n]*"\Q$name\E"[^\n]*\bfailed\b/),
 		"$name: the worker logs a LOG line naming the migration that failed");
 
 	$name = raise_case('rz_w');
 	$node->safe_psql('postgres', "SELECT mig_start('$name')");
-	is(wait_not_running($name), 'failed', "$name: the worker ends it failed");
+	is(wait_not_running($node, $name), 'failed', "$name: the worker ends it failed");
 	failed_ok($name, 'rz_w', "$name (worker, RAISE with DETAIL and HINT)", 40, %RZ);
 
 	$off = -s $node->logfile;
@@ -394,8 +369,8 @@ my %RZ = (
 	define_migration($node, 'okw_v1', 'okw',
 		'UPDATE okw SET n = n + 1 WHERE id BETWEEN $1 AND $2', batch_size => 30);
 	$node->safe_psql('postgres', "SELECT mig_start('okw_v1')");
-	is(wait_not_running('okw_v1'), 'completed', 'okw_v1: completes');
-	ok(wait_log($off, qr/LOG:\s+[^\n]*"okw_v1"[^\n]*\bcompleted\b/),
+	is(wait_not_running($node, 'okw_v1'), 'completed', 'okw_v1: completes');
+	ok(wait_log($node, $off, qr/LOG:\s+[^\n]*"okw_v1"[^\n]*\bcompleted\b/),
 		'okw_v1: the worker logs a LOG line naming the migration it completed');
 }
 
@@ -447,7 +422,7 @@ for my $how (qw(worker call))
 		like($stderr, qr/ERROR:.*\b$table\b/s,
 			"$name: CALL mig_run fails, its error naming $table");
 	}
-	is(wait_not_running($name), 'failed', "$name: failed after DROP TABLE $table ($how)");
+	is(wait_not_running($node, $name), 'failed', "$name: failed after DROP TABLE $table ($how)");
 	my $r = cat_row($name, qw(error worker_pid));
 	note("$name: error: $r->{error}");
 	like($r->{error}, qr/\b$table\b/, "$name: the error names the table $table");
@@ -486,14 +461,14 @@ ok(set_server_guc($node, 'migration_runner.max_wal_rate', '1'), 'max_wal_rate = 
 	my $name = 'tf_worker_v1';
 	my $off  = -s $node->logfile;
 	$node->safe_psql('postgres', "SELECT mig_start('$name')");
-	is(wait_not_running($name, 30), 'failed',
+	is(wait_not_running($node, $name, 30), 'failed',
 		"$name: an error in the worker's throttle step ends the migration failed");
 	my $r = cat_row($name, qw(error worker_pid processed));
 	note("$name: error: $r->{error}");
 	like($r->{error}, qr/injected failure of the throttle write/,
 		"$name: the error is the throttle write's");
 	is($r->{worker_pid}, '<null>', "$name: worker_pid is NULL");
-	ok(wait_log($off, qr/LOG:\s+[^\n]*"\Q$name\E"[^\n]*\bfailed\b/),
+	ok(wait_log($node, $off, qr/LOG:\s+[^\n]*"\Q$name\E"[^\n]*\bfailed\b/),
 		"$name: the worker logs a LOG line naming the migration that failed");
 	is($node->safe_psql('postgres', worker_pid_sql($name)), '',
 		"$name: no worker runs it");

@@ -37,30 +37,6 @@ my $node = mig_node('mrtap_run_end_errors',
 
 my $ROWS = 100;    # batches of 10; the bad row 55 is in batch 6
 
-# Wait until the migration is no longer running; its status, or 'running'
-# at the deadline.
-sub wait_not_running
-{
-	my ($name, $secs) = @_;
-	my $st = poll_value($node,
-		'SELECT status FROM migrations WHERE name = ' . q_lit($name)
-		  . " AND status <> 'running'", $secs);
-	return $st // 'running';
-}
-
-# Wait until the server log, from byte $offset on, matches $re.
-sub wait_log
-{
-	my ($offset, $re, $secs) = @_;
-	my $deadline = time() + ($secs // $MigTest::WAIT_SECS);
-	while (1)
-	{
-		return 1 if slurp_file($node->logfile, $offset) =~ $re;
-		return 0 if time() > $deadline;
-		usleep(50_000);
-	}
-}
-
 # CALL mig_run($name), VERBOSITY verbose; waits for it and returns its
 # stderr, or '<CALL did not return>' at the deadline.
 sub call_run
@@ -203,7 +179,7 @@ sub commit_case
 	{
 		start_run($name, 'worker');
 	}
-	is(wait_not_running($name), 'failed', "$label: the migration is failed");
+	is(wait_not_running($node, $name), 'failed', "$label: the migration is failed");
 	my $r = mig_row($node, $name,
 		qw(error error_detail error_hint worker_pid processed batches));
 	note("$label: error: $r->{error}; detail: $r->{error_detail}");
@@ -215,7 +191,7 @@ sub commit_case
 	is("$r->{processed}/$r->{batches}", '50/5',
 		"$label: the 5 batches before stay committed, batch 6 is rolled back");
 	consistent_ok($node, $table, $name, $label);
-	ok(wait_log($off, qr/LOG:\s+migration_runner: migration "\Q$name\E" failed/),
+	ok(wait_log($node, $off, qr/LOG:\s+migration_runner: migration "\Q$name\E" failed/),
 		"$label: a LOG line names the failed migration");
 
 	# fix the cause: the run resumes after batch 5 and completes
@@ -294,7 +270,7 @@ sub cancel_at_commit_case
 	$holder->query_safe('SELECT pg_advisory_unlock(4242)');
 	$holder->quit;
 
-	is(wait_not_running($name, 20), 'paused', "$label: the migration is paused");
+	is(wait_not_running($node, $name, 20), 'paused', "$label: the migration is paused");
 	my $r = mig_row($node, $name, qw(worker_pid processed batches));
 	is($r->{worker_pid}, '<null>', "$label: worker_pid is NULL");
 	is("$r->{processed}/$r->{batches}", '50/5', "$label: batch 6 was rolled back");
@@ -385,7 +361,7 @@ sub pause_write_case
 			qr/ERROR:\s+P0001:\s+migration "\Q$name\E" failed.*DETAIL:\s+injected failure of the pause write/s,
 			"$label: CALL fails with P0001, naming the migration, its DETAIL the pause write's error");
 	}
-	is(wait_not_running($name), 'failed', "$label: the migration is failed");
+	is(wait_not_running($node, $name), 'failed', "$label: the migration is failed");
 	my $r = mig_row($node, $name, qw(error worker_pid processed));
 	note("$label: error: $r->{error}");
 	like($r->{error}, qr/injected failure of the pause write \(SQLSTATE P0001\)/,

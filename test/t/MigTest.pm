@@ -20,7 +20,7 @@ our @EXPORT = qw(
   exactly_once_ok consistent_ok log_has_no_crash q_lit $SLOW_ACTION $WAIT_SECS
   set_server_guc call_bg call_end
   call_start call_finish wait_lock_waiter counter_counts crash_node
-  extension_state
+  extension_state wait_not_running wait_log
 );
 
 # how long any single wait may take before the test fails (seconds)
@@ -159,6 +159,31 @@ sub poll_value
 {
 	my ($node, $sql, $secs) = @_;
 	return poll_query($node, $sql, sub { $_[0] ne '' }, $secs, 'poll_value');
+}
+
+# Wait until migration $name is no longer running; its status, or 'running'
+# at the deadline.  (Not mig_wait: under a database default of repeatable
+# read, its own snapshot is not what callers assert.)
+sub wait_not_running
+{
+	my ($node, $name, $secs) = @_;
+	my $st = poll_value($node,
+		'SELECT status FROM migrations WHERE name = ' . q_lit($name)
+		  . " AND status <> 'running'", $secs);
+	return $st // 'running';
+}
+
+# Wait until $node's server log, from byte $offset on, matches $re.
+sub wait_log
+{
+	my ($node, $offset, $re, $secs) = @_;
+	my $deadline = time() + ($secs // $WAIT_SECS);
+	while (1)
+	{
+		return 1 if slurp_file($node->logfile, $offset) =~ $re;
+		return 0 if time() > $deadline;
+		usleep(50_000);
+	}
 }
 
 # Run $sql until it prints 't'; true if it did before the deadline.
