@@ -261,12 +261,10 @@ note_batch_keys(MigrationRun *run, Datum *first, Datum *last, int nkeys)
 	run->batch_last_key = mr_text_key_array(run, last_text);
 	MemoryContextSwitchTo(old);
 	pgstat_report_activity(STATE_RUNNING,
-						   run->slice > 0 ?
-						   psprintf("migration %s: slice %d batch " INT64_FORMAT " %s",
-									run->m->name, run->slice,
-									mr_next_batch_number(run), run->batch_keys) :
-						   psprintf("migration %s: batch " INT64_FORMAT " %s",
-									run->m->name, mr_next_batch_number(run), run->batch_keys));
+						   psprintf("migration %s: %sbatch " INT64_FORMAT " %s",
+									run->m->name,
+									run->slice > 0 ? psprintf("slice %d ", run->slice) : "",
+									mr_next_batch_number(run), run->batch_keys));
 }
 
 /*

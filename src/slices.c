@@ -509,10 +509,8 @@ complete_if_all_done(MigrationRun *run)
 
 	if (m == NULL || strcmp(m->status, MR_STATUS_RUNNING) != 0)
 		return BATCH_NOT_RUNNING;
-	slice_exec(run, psprintf("SELECT count(*) FILTER (WHERE status <> 'done'), count(*), "
-							 "coalesce(sum(processed), 0)::int8, coalesce(sum(scanned), 0)::int8, "
-							 "coalesce(sum(batches), 0)::int8 FROM %s WHERE migration_id = $1",
-							 slices),
+	slice_exec(run, psprintf("SELECT count(*) FILTER (WHERE status <> 'done'), count(*) "
+							 "FROM %s WHERE migration_id = $1", slices),
 			   0, NULL, NULL, NULL, SPI_OK_SELECT);
 	tuple = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
@@ -525,19 +523,26 @@ complete_if_all_done(MigrationRun *run)
 		return BATCH_NO_WORK;
 	}
 
-	m->processed += DatumGetInt64(SPI_getbinval(tuple, desc, 3, &isnull));
+	/* add the slices' counters to the migration's, in one pass over them */
+	slice_exec(run, psprintf("UPDATE %s m SET processed = m.processed + s.processed, "
+							 "scanned = m.scanned + s.scanned, batches = m.batches + s.batches, "
+							 "last_batch_at = s.last_batch_at, "
+							 "bounds_ms = m.bounds_ms + s.bounds_ms, action_ms = m.action_ms + s.action_ms, "
+							 "bookkeeping_ms = m.bookkeeping_ms + s.bookkeeping_ms, "
+							 "commit_ms = m.commit_ms + s.commit_ms "
+							 "FROM (SELECT sum(processed) AS processed, sum(scanned) AS scanned, "
+							 "sum(batches) AS batches, max(last_batch_at) AS last_batch_at, "
+							 "sum(bounds_ms) AS bounds_ms, sum(action_ms) AS action_ms, "
+							 "sum(bookkeeping_ms) AS bookkeeping_ms, sum(commit_ms) AS commit_ms "
+							 "FROM %s WHERE migration_id = $1) s "
+							 "WHERE m.id = $1 RETURNING m.processed",
+							 run->catalog, slices),
+			   0, NULL, NULL, NULL, SPI_OK_UPDATE_RETURNING);
+	m->processed = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+											   SPI_tuptable->tupdesc, 1, &isnull));
 	mr_set_status(m, MR_STATUS_COMPLETED,
-				  psprintf("completed_at = now(), worker_pid = NULL, throttled = NULL, "
-						   "cursor = high_water, processed = " INT64_FORMAT ", "
-						   "scanned = scanned + %s, batches = batches + %s, "
-						   "last_batch_at = (SELECT max(last_batch_at) FROM %s WHERE migration_id = $1), "
-						   "bounds_ms = bounds_ms + (SELECT sum(bounds_ms) FROM %s WHERE migration_id = $1), "
-						   "action_ms = action_ms + (SELECT sum(action_ms) FROM %s WHERE migration_id = $1), "
-						   "bookkeeping_ms = bookkeeping_ms + (SELECT sum(bookkeeping_ms) FROM %s WHERE migration_id = $1), "
-						   "commit_ms = commit_ms + (SELECT sum(commit_ms) FROM %s WHERE migration_id = $1)",
-						   m->processed, SPI_getvalue(tuple, desc, 4),
-						   SPI_getvalue(tuple, desc, 5),
-						   slices, slices, slices, slices, slices));
+				  "completed_at = now(), worker_pid = NULL, throttled = NULL, "
+				  "cursor = high_water");
 	slice_exec(run, psprintf("DELETE FROM %s WHERE migration_id = $1", slices),
 			   0, NULL, NULL, NULL, SPI_OK_DELETE);
 	return BATCH_LAST;
