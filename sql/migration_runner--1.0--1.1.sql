@@ -197,7 +197,50 @@ ALTER TABLE migration_batches ADD COLUMN slice integer NOT NULL DEFAULT 0;
 ALTER TABLE migration_batches DROP CONSTRAINT migration_batches_pkey;
 ALTER TABLE migration_batches ADD PRIMARY KEY (migration_id, slice, batch);
 
-/* mig_define gains parallel; the 1.0 signature goes */
+/*
+ * Beyond the anchors.  A migration may check its own work (verify), skip the
+ * keys whose action fails with a data error and keep them for a later retry
+ * (on_error 'skip', max_skipped), continue where an earlier version of it
+ * stopped (continue_from), and wait for other migrations to complete
+ * (run_after).  verifying_since is set while the final verify query runs.
+ */
+ALTER TABLE migrations
+	ADD COLUMN verify text,
+	ADD COLUMN on_error text NOT NULL DEFAULT 'fail',
+	ADD COLUMN max_skipped bigint NOT NULL DEFAULT 1000,
+	ADD COLUMN skipped bigint NOT NULL DEFAULT 0,
+	ADD COLUMN continued_from bigint,
+	ADD COLUMN run_after text[],
+	ADD COLUMN verifying_since timestamptz,
+	ADD CONSTRAINT migrations_on_error_check CHECK (on_error IN ('fail', 'skip')),
+	ADD CONSTRAINT migrations_max_skipped_check CHECK (max_skipped >= 0),
+	ADD CONSTRAINT migrations_skipped_check CHECK (skipped >= 0);
+
+/*
+ * The keys a migration with on_error 'skip' could not migrate: each is
+ * written in the transaction that moves the cursor past it, with the error
+ * its action raised for that key alone.
+ */
+CREATE TABLE migration_skipped (
+	migration_id		bigint NOT NULL REFERENCES migrations (id) ON DELETE CASCADE,
+	key					text NOT NULL,		-- the key as text[] text, e.g. {42}
+	sqlstate			text NOT NULL,
+	error				text NOT NULL,
+	error_detail		text,
+	error_context		text,
+	slice				integer NOT NULL DEFAULT 0,
+	skipped_at			timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (migration_id, key)
+);
+
+COMMENT ON TABLE migration_skipped IS
+	'migration_runner: keys a migration skipped after a data error (read-only for users)';
+
+REVOKE ALL ON migration_skipped FROM PUBLIC;
+GRANT SELECT ON migration_skipped TO PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('migration_skipped', '');
+
+/* mig_define gains parallel, verify, on_error, max_skipped, continue_from and after */
 DROP FUNCTION mig_define(text, regclass, text, integer, text[], interval,
 						 interval, interval, integer, interval);
 
@@ -211,7 +254,12 @@ CREATE FUNCTION mig_define(name text,
 						   statement_timeout interval DEFAULT NULL,
 						   max_retries integer DEFAULT NULL,
 						   target_batch_time interval DEFAULT NULL,
-						   parallel integer DEFAULT 1)
+						   parallel integer DEFAULT 1,
+						   verify text DEFAULT NULL,
+						   on_error text DEFAULT 'fail',
+						   max_skipped bigint DEFAULT 1000,
+						   continue_from text DEFAULT NULL,
+						   after text[] DEFAULT NULL)
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'mig_define'
 LANGUAGE C;
@@ -259,7 +307,9 @@ GRANT SELECT ON mig_slices TO PUBLIC;
 CREATE OR REPLACE VIEW mig_status AS
 SELECT m.id,
 	   m.name,
-	   m.status,
+	   CASE WHEN m.status = 'running' AND m.verifying_since IS NOT NULL THEN 'verifying'
+			WHEN m.status = 'running' AND w.waiting_for IS NOT NULL THEN 'waiting'
+			ELSE m.status END AS status,
 	   CASE WHEN m.relation IS NULL THEN 'application' ELSE 'managed' END AS kind,
 	   m.owner,
 	   m.relation,
@@ -287,7 +337,9 @@ SELECT m.id,
 	   m.completed_at,
 	   m.error,
 	   CASE WHEN m.action IS NULL OR pg_catalog.pg_has_role(m.owner, 'USAGE')
-			THEN m.action ELSE '<insufficient privilege>' END AS action
+			THEN m.action ELSE '<insufficient privilege>' END AS action,
+	   m.skipped,
+	   w.waiting_for
   FROM migrations m
   LEFT JOIN pg_catalog.pg_class c ON c.oid = m.relation
   CROSS JOIN LATERAL (
@@ -302,6 +354,12 @@ SELECT m.id,
 			   AS last_batch_ms
 	  FROM migration_slices s
 	 WHERE s.migration_id = m.id) sl
+  LEFT JOIN LATERAL (
+	SELECT string_agg(format('%s (%s)', a.name, coalesce(p.status, 'not defined')),
+					  ', ' ORDER BY a.ord) AS waiting_for
+	  FROM unnest(m.run_after) WITH ORDINALITY a(name, ord)
+	  LEFT JOIN migrations p ON p.name = a.name
+	 WHERE p.status IS DISTINCT FROM 'completed') w ON m.run_after IS NOT NULL
   LEFT JOIN LATERAL (
 	WITH RECURSIVE tree AS (
 		SELECT c.oid, c.relkind, c.reltuples

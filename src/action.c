@@ -111,6 +111,7 @@ use_search_path(const char *path)
 typedef struct ActionContext
 {
 	const char *name;
+	const char *what;			/* "action" or "verify query" */
 	const char *action;
 } ActionContext;
 
@@ -130,7 +131,7 @@ action_error_context(void *arg)
 		internalerrposition(position);
 		internalerrquery(ctx->action);
 	}
-	errcontext("action of migration \"%s\"", ctx->name);
+	errcontext("%s of migration \"%s\"", ctx->what, ctx->name);
 }
 
 /*
@@ -139,7 +140,7 @@ action_error_context(void *arg)
  * analyzed and rewritten statement.
  */
 static SPIPlanPtr
-prepare_action(Migration *m, List **queries)
+prepare_statement(Migration *m, const char *sql, List **queries)
 {
 	Oid			argtypes[2 * MR_MAX_KEY_COLUMNS];
 	SPIPlanPtr	plan;
@@ -148,12 +149,12 @@ prepare_action(Migration *m, List **queries)
 
 	for (i = 0; i < 2 * m->nkeys; i++)
 		argtypes[i] = m->key_types[i % m->nkeys];
-	plan = SPI_prepare(m->action, 2 * m->nkeys, argtypes);
+	plan = SPI_prepare(sql, 2 * m->nkeys, argtypes);
 	if (plan == NULL)
 		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
 	sources = SPI_plan_get_plan_sources(plan);
 	if (list_length(sources) != 1)
-		elog(ERROR, "action of migration \"%s\" is not one statement", m->name);
+		elog(ERROR, "statement of migration \"%s\" is not one statement", m->name);
 	*queries = ((CachedPlanSource *) linitial(sources))->query_list;
 	return plan;
 }
@@ -300,6 +301,7 @@ mr_check_action(Migration *m)
 	int			nestlevel;
 
 	ctx.name = m->name;
+	ctx.what = "action";
 	ctx.action = m->action;
 	errcallback.callback = action_error_context;
 	errcallback.arg = (void *) &ctx;
@@ -315,7 +317,7 @@ mr_check_action(Migration *m)
 
 	nestlevel = use_search_path(m->search_path);
 	SPI_connect();
-	plan = prepare_action(m, &queries);
+	plan = prepare_statement(m, m->action, &queries);
 	check_statement(m, queries);
 	mr_check_action_writes(m, queries);
 	m->action_target = mr_write_target(queries);
@@ -351,7 +353,7 @@ mr_action_tree_or_null(Migration *m)
 		nestlevel = use_search_path(mr_pinned_search_path(m->search_path ?
 														  m->search_path : ""));
 		SPI_connect();
-		(void) prepare_action(m, &queries);
+		(void) prepare_statement(m, m->action, &queries);
 		tree = MemoryContextStrdup(caller, tree_text(queries));
 		SPI_finish();
 		AtEOXact_GUC(true, nestlevel);
@@ -378,4 +380,63 @@ mr_action_tree_or_null(Migration *m)
 	}
 	PG_END_TRY();
 	return tree;
+}
+
+/*
+ * Check the verify query of a migration being defined, like its action: one
+ * SELECT, analyzed under the pinned search_path with the key's 2k parameters
+ * available, which the caller may read.  Whether it uses them decides when
+ * it runs (each batch, or once at the end), see verify.c.
+ */
+void
+mr_check_verify(Migration *m)
+{
+	ErrorContextCallback errcallback;
+	ActionContext ctx;
+	List	   *raw;
+	List	   *queries;
+	SPIPlanPtr	plan;
+	Query	   *query;
+	int			nestlevel;
+
+	ctx.name = m->name;
+	ctx.what = "verify query";
+	ctx.action = m->verify;
+	errcallback.callback = action_error_context;
+	errcallback.arg = (void *) &ctx;
+	errcallback.previous = error_context_stack;
+	error_context_stack = &errcallback;
+
+	raw = mr_raw_parser(m->verify);
+	if (list_length(raw) != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("verify query must be exactly one SQL statement"),
+				 errdetail("The verify query contains %d statements.", list_length(raw))));
+
+	nestlevel = use_search_path(m->search_path);
+	SPI_connect();
+	plan = prepare_statement(m, m->verify, &queries);
+	query = linitial_node(Query, queries);
+	if (list_length(queries) != 1 || query->commandType != CMD_SELECT ||
+		query->hasModifyingCTE || query->rowMarks != NIL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("verify query must be a SELECT statement"),
+				 errdetail("It returns the rows that are wrong; it must not change or lock anything.")));
+	check_privileges(plan);
+	SPI_finish();
+	AtEOXact_GUC(true, nestlevel);
+
+	error_context_stack = errcallback.previous;
+}
+
+/* Does the verify query use the batch's keys ($1..$2k)? */
+bool
+mr_verify_uses_keys(List *queries)
+{
+	Bitmapset  *used = NULL;
+
+	(void) collect_params_walker((Node *) queries, &used);
+	return !bms_is_empty(used);
 }

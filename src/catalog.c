@@ -42,7 +42,9 @@
 	"key_columns::text[], key_types::oid[], action, search_path, " \
 	"batch_size, coalesce(current_batch_size, 0), " MR_OPTION_COLUMNS ", " \
 	"cursor, high_water, batches, error, relation_name, " \
-	"error_detail, error_hint, error_context, action_target::oid, parallel"
+	"error_detail, error_hint, error_context, action_target::oid, parallel, " \
+	"verify, on_error = 'skip', max_skipped, skipped, " \
+	"coalesce(continued_from, 0), run_after, verifying_since IS NOT NULL"
 
 /*
  * The extension's OID, schema and owner, looked up in pg_extension once per
@@ -214,7 +216,7 @@ mr_catalog_leave(CatalogAccess *access)
  */
 static int64
 catalog_statement(const char *sql, int nargs, Oid *types, Datum *args,
-				  int expected_rc, bool want_id)
+				  const char *nulls, int expected_rc, bool want_id)
 {
 	CatalogAccess access;
 	int64		id = 0;
@@ -223,7 +225,7 @@ catalog_statement(const char *sql, int nargs, Oid *types, Datum *args,
 
 	mr_catalog_enter(&access);
 	SPI_connect();
-	rc = SPI_execute_with_args(sql, nargs, types, args, NULL, false, 0);
+	rc = SPI_execute_with_args(sql, nargs, types, args, nulls, false, 0);
 	if (rc != expected_rc)
 		elog(ERROR, "could not write migration catalog: %s",
 			 SPI_result_code_string(rc));
@@ -239,15 +241,27 @@ void
 mr_catalog_exec(const char *sql, int nargs, Oid *types, Datum *args,
 				int expected_rc)
 {
-	(void) catalog_statement(sql, nargs, types, args, expected_rc, false);
+	(void) catalog_statement(sql, nargs, types, args, NULL, expected_rc, false);
 }
 
 int64
 mr_catalog_insert_returning_id(const char *sql, int nargs, Oid *types,
-							   Datum *args)
+							   Datum *args, const char *nulls)
 {
-	return catalog_statement(sql, nargs, types, args,
+	return catalog_statement(sql, nargs, types, args, nulls,
 							 SPI_OK_INSERT_RETURNING, true);
+}
+
+Datum
+mr_cstrings_to_text_array(char **strings, int n)
+{
+	Datum	   *elems = palloc(sizeof(Datum) * Max(n, 1));
+	int			i;
+
+	for (i = 0; i < n; i++)
+		elems[i] = CStringGetTextDatum(strings[i]);
+	return PointerGetDatum(construct_array(elems, n, TEXTOID, -1, false,
+										   TYPALIGN_INT));
 }
 
 char	  **
@@ -356,6 +370,14 @@ mr_read_migration(HeapTuple tuple, TupleDesc desc, MemoryContext cxt)
 	m->error_context = mr_getstring(tuple, desc, 25);
 	m->action_target = (Oid) mr_getint(tuple, desc, 26);
 	m->parallel = (int) mr_getint(tuple, desc, 27);
+	m->verify = mr_getstring(tuple, desc, 28);
+	m->skip_errors = DatumGetBool(SPI_getbinval(tuple, desc, 29, &isnull));
+	m->max_skipped = mr_getint(tuple, desc, 30);
+	m->skipped = mr_getint(tuple, desc, 31);
+	m->continued_from = mr_getint(tuple, desc, 32);
+	d = SPI_getbinval(tuple, desc, 33, &isnull);
+	m->run_after = isnull ? NULL : mr_text_array_to_cstrings(d, &m->nrun_after);
+	m->verifying = DatumGetBool(SPI_getbinval(tuple, desc, 34, &isnull));
 
 	MemoryContextSwitchTo(old);
 	return m;

@@ -44,7 +44,12 @@ enum
 	ARG_STATEMENT_TIMEOUT,
 	ARG_MAX_RETRIES,
 	ARG_TARGET_BATCH_TIME,
-	ARG_PARALLEL
+	ARG_PARALLEL,
+	ARG_VERIFY,
+	ARG_ON_ERROR,
+	ARG_MAX_SKIPPED,
+	ARG_CONTINUE_FROM,
+	ARG_AFTER
 };
 
 /* where mig_define has its run options */
@@ -187,6 +192,42 @@ mr_read_run_options(FunctionCallInfo fcinfo, const RunOptionArgs *args,
 }
 
 /*
+ * on_error and max_skipped: what a data error in a batch does.
+ */
+static void
+read_error_options(FunctionCallInfo fcinfo, Migration *m)
+{
+	char	   *on_error;
+
+	mr_require_arg(fcinfo, ARG_ON_ERROR, "on_error");
+	mr_require_arg(fcinfo, ARG_MAX_SKIPPED, "max_skipped");
+	on_error = text_to_cstring(PG_GETARG_TEXT_PP(ARG_ON_ERROR));
+	if (strcmp(on_error, "skip") != 0 && strcmp(on_error, "fail") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid value for on_error: \"%s\"", on_error),
+				 errhint("Use 'fail' to stop at the first data error or 'skip' to set the failing keys aside.")));
+	m->skip_errors = strcmp(on_error, "skip") == 0;
+	m->max_skipped = PG_GETARG_INT64(ARG_MAX_SKIPPED);
+	if (m->max_skipped < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_skipped must not be negative")));
+}
+
+/*
+ * continue_from and after: how this migration relates to others.
+ */
+static void
+read_chain_options(FunctionCallInfo fcinfo, Migration *m)
+{
+	if (!PG_ARGISNULL(ARG_CONTINUE_FROM) || !PG_ARGISNULL(ARG_AFTER))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("continue_from and after are not implemented yet")));
+}
+
+/*
  * Does the existing action mean what the new one means?  Both are compared
  * as analyzed, each under its own pinned search_path, so that spacing,
  * comments, a trailing semicolon or the case of keywords make no difference.
@@ -201,6 +242,19 @@ same_action(Migration *old, Migration *new, const char *new_tree)
 		return true;
 	old_tree = mr_action_tree_or_null(old);
 	return old_tree != NULL && strcmp(old_tree, new_tree) == 0;
+}
+
+static bool
+same_names(char **a, int na, char **b, int nb)
+{
+	int			i;
+
+	if (na != nb || (a == NULL) != (b == NULL))
+		return false;
+	for (i = 0; i < na; i++)
+		if (strcmp(a[i], b[i]) != 0)
+			return false;
+	return true;
 }
 
 /*
@@ -232,6 +286,14 @@ definition_difference(Migration *old, Migration *new, const char *new_tree)
 		return "the batch size differs";
 	if (old->parallel != new->parallel)
 		return "parallel differs";
+	if (strcmp(old->verify ? old->verify : "", new->verify ? new->verify : "") != 0)
+		return "the verify query differs";
+	if (old->skip_errors != new->skip_errors || old->max_skipped != new->max_skipped)
+		return "on_error or max_skipped differs";
+	if (old->continued_from != new->continued_from)
+		return "continue_from differs";
+	if (!same_names(old->run_after, old->nrun_after, new->run_after, new->nrun_after))
+		return "after differs";
 	if (old->batch_delay_ms != new->batch_delay_ms ||
 		old->lock_timeout_ms != new->lock_timeout_ms ||
 		old->statement_timeout_ms != new->statement_timeout_ms ||
@@ -274,9 +336,11 @@ ms_literal(int ms)
 static int64
 insert_definition(Migration *m)
 {
-	Oid			argtypes[11] = {TEXTOID, OIDOID, OIDOID, TEXTARRAYOID,
-	OIDARRAYOID, TEXTOID, TEXTOID, INT4OID, TEXTOID, OIDOID, INT4OID};
-	Datum		args[11];
+	Oid			argtypes[16] = {TEXTOID, OIDOID, OIDOID, TEXTARRAYOID,
+		OIDARRAYOID, TEXTOID, TEXTOID, INT4OID, TEXTOID, OIDOID, INT4OID,
+	TEXTOID, BOOLOID, INT8OID, INT8OID, TEXTARRAYOID};
+	Datum		args[16];
+	char		nulls[16];
 	Datum		names[MR_MAX_KEY_COLUMNS];
 	Datum		types[MR_MAX_KEY_COLUMNS];
 	char	   *sql;
@@ -301,21 +365,32 @@ insert_definition(Migration *m)
 															 get_rel_name(m->relid)));
 	args[9] = ObjectIdGetDatum(m->action_target);
 	args[10] = Int32GetDatum(m->parallel);
+	memset(nulls, ' ', sizeof(nulls));
+	args[11] = m->verify ? CStringGetTextDatum(m->verify) : (Datum) 0;
+	nulls[11] = m->verify ? ' ' : 'n';
+	args[12] = BoolGetDatum(m->skip_errors);
+	args[13] = Int64GetDatum(m->max_skipped);
+	args[14] = Int64GetDatum(m->continued_from);
+	nulls[14] = m->continued_from != 0 ? ' ' : 'n';
+	args[15] = m->run_after ? mr_cstrings_to_text_array(m->run_after, m->nrun_after) : (Datum) 0;
+	nulls[15] = m->run_after ? ' ' : 'n';
 
 	sql = psprintf("INSERT INTO %s (name, status, owner, relation, key_columns, "
 				   "key_types, action, search_path, batch_size, batch_delay, "
 				   "lock_timeout, statement_timeout, max_retries, target_batch_time, "
-				   "relation_name, action_target, parallel) "
+				   "relation_name, action_target, parallel, verify, on_error, "
+				   "max_skipped, continued_from, run_after) "
 				   "VALUES ($1, 'pending', $2::regrole, $3::regclass, $4::name[], "
 				   "$5::regtype[], $6, $7, $8, %s, %s, %s, %s, %s, $9, "
-				   "nullif($10, 0)::regclass, $11) "
+				   "nullif($10, 0)::regclass, $11, $12, "
+				   "CASE WHEN $13 THEN 'skip' ELSE 'fail' END, $14, $15, $16) "
 				   "ON CONFLICT (name) DO NOTHING RETURNING id",
 				   mr_catalog_table("migrations"),
 				   ms_literal(m->batch_delay_ms), ms_literal(m->lock_timeout_ms),
 				   ms_literal(m->statement_timeout_ms),
 				   m->max_retries < 0 ? "NULL" : psprintf("%d", m->max_retries),
 				   ms_literal(m->target_batch_ms));
-	return mr_catalog_insert_returning_id(sql, lengthof(args), argtypes, args);
+	return mr_catalog_insert_returning_id(sql, lengthof(args), argtypes, args, nulls);
 }
 
 int64
@@ -330,7 +405,7 @@ mr_define_migration(FunctionCallInfo fcinfo)
 	 * The mig_define of a 1.0 catalog has no parallel argument: say that the
 	 * extension needs updating rather than read an argument that is not there.
 	 */
-	if (PG_NARGS() <= ARG_PARALLEL)
+	if (PG_NARGS() <= ARG_AFTER)
 	{
 		(void) mr_catalog_table("migrations");
 		elog(ERROR, "mig_define called with %d arguments", PG_NARGS());
@@ -360,6 +435,13 @@ mr_define_migration(FunctionCallInfo fcinfo)
 				   m);
 	mr_check_key_types(m);
 	tree = mr_check_action(m);
+	read_error_options(fcinfo, m);
+	if (!PG_ARGISNULL(ARG_VERIFY))
+	{
+		m->verify = text_to_cstring(PG_GETARG_TEXT_PP(ARG_VERIFY));
+		mr_check_verify(m);
+	}
+	read_chain_options(fcinfo, m);
 
 	m->id = insert_definition(m);
 	if (m->id != 0)

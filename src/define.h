@@ -45,6 +45,8 @@ extern void mr_resolve_key(Oid relid, ArrayType *columns, Migration *m);
 /* action.c */
 extern char *mr_check_action(Migration *m);
 extern char *mr_action_tree_or_null(Migration *m);
+extern void mr_check_verify(Migration *m);
+extern bool mr_verify_uses_keys(List *queries);
 
 /* action_checks.c: on the analyzed, rewritten statement (Query list) */
 extern void mr_check_action_writes(Migration *m, List *queries);

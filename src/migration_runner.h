@@ -93,6 +93,16 @@ typedef struct Migration
 	int			target_batch_ms;
 	int			parallel;		/* how many slices may run at once */
 
+	/* beyond the anchors (1.1) */
+	char	   *verify;			/* the verify query, or NULL */
+	bool		skip_errors;	/* on_error = 'skip' */
+	int64		max_skipped;
+	int64		skipped;
+	int64		continued_from; /* id of the migration continued, or 0 */
+	char	  **run_after;		/* names to wait for, or NULL */
+	int			nrun_after;
+	bool		verifying;		/* the final verify query is under way */
+
 	/* cursor and high-water mark as text, NULL when not set */
 	char	  **cursor;
 	char	  **high_water;
@@ -150,8 +160,10 @@ extern void mr_catalog_leave(CatalogAccess *access);
 extern void mr_catalog_exec(const char *sql, int nargs, Oid *types,
 							Datum *args, int expected_rc);
 extern int64 mr_catalog_insert_returning_id(const char *sql, int nargs,
-											Oid *types, Datum *args);
+											Oid *types, Datum *args,
+											const char *nulls);
 extern char **mr_text_array_to_cstrings(Datum array, int *n);
+extern Datum mr_cstrings_to_text_array(char **strings, int n);
 extern Migration *mr_migration_by_name(const char *name, bool for_update);
 extern Migration *mr_migration_by_id(int64 id, bool for_update);
 extern void mr_check_ownership(Migration *m);

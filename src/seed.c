@@ -93,7 +93,7 @@ start_application_migration(const char *name)
 				   "VALUES ($1, 'running', $2::regrole, now(), 0) "
 				   "ON CONFLICT (name) DO NOTHING RETURNING id",
 				   mr_catalog_table("migrations"));
-	id = mr_catalog_insert_returning_id(sql, 2, argtypes, args);
+	id = mr_catalog_insert_returning_id(sql, 2, argtypes, args, NULL);
 
 	if (id != 0)
 	{
