@@ -3,7 +3,7 @@
 -- constraints and indexes, the views mig_status and mig_slices, and the
 -- extension's membership and dump configuration.
 BEGIN;
-SELECT plan(272);
+SELECT plan(274);
 
 SET LOCAL search_path = public;
 
@@ -18,7 +18,8 @@ SELECT columns_are('migrations', ARRAY[
 	'batches', 'current_batch_size', 'retries', 'throttled', 'worker_pid',
 	'defined_at', 'last_batch_at', 'last_batch_ms', 'bounds_ms', 'action_ms',
 	'bookkeeping_ms', 'commit_ms', 'action_target', 'error_detail',
-	'error_hint', 'error_context', 'parallel']);
+	'error_hint', 'error_context', 'parallel', 'verify', 'on_error',
+	'max_skipped', 'skipped', 'continued_from', 'run_after', 'verifying_since']);
 
 -- every column: its type, and whether it may be NULL
 SELECT col_type_is('migrations', col, typ)
@@ -109,8 +110,10 @@ SELECT set_eq(
 	   WHERE conrelid = 'migrations'::regclass AND contype = 'c'$$,
 	ARRAY['migrations_name_check', 'migrations_status_check',
 		  'migrations_processed_check', 'migrations_batch_size_check',
-		  'migrations_definition_check', 'migrations_completed_check'],
-	'migrations has exactly its six CHECK constraints');
+		  'migrations_definition_check', 'migrations_completed_check',
+		  'migrations_on_error_check', 'migrations_max_skipped_check',
+		  'migrations_skipped_check'],
+	'migrations has exactly its nine CHECK constraints (06_beyond tests the new three)');
 SELECT col_has_check('migrations', col)
   FROM unnest(ARRAY['name', 'status', 'processed', 'batch_size']) AS col;
 SELECT col_has_check('migrations', ARRAY['status', 'completed_at']);
@@ -375,7 +378,8 @@ SELECT has_column('mig_status', col)
 					'processed', 'scanned', 'batches', 'total_estimate', 'percent',
 					'rows_per_sec', 'eta', 'current_batch_size', 'last_batch_ms',
 					'last_batch_at', 'retries', 'throttled', 'worker_pid',
-					'started_at', 'completed_at', 'error', 'action']) AS col;
+					'started_at', 'completed_at', 'error', 'action', 'skipped',
+					'waiting_for']) AS col;
 
 -- ---------------------------------------------------------------------------
 -- the extension: its members, and its tables in pg_dump's output
@@ -386,11 +390,11 @@ SELECT set_eq(
 		 AND refobjid = (SELECT oid FROM pg_extension WHERE extname = 'migration_runner')
 		 AND deptype = 'e'$$,
 	ARRAY['table migrations', 'table migration_batches', 'table migration_slices',
-		  'sequence migrations_id_seq', 'view mig_status', 'view mig_slices',
+		  'table migration_skipped', 'sequence migrations_id_seq', 'view mig_status', 'view mig_slices',
 		  'function mig_has_run(text)', 'function mig_start(text)',
 		  'function mig_update_progress(bigint,bigint)', 'function mig_complete(bigint)',
 		  'function mig_fail(bigint,text)',
-		  'function mig_define(text,regclass,text,integer,text[],interval,interval,interval,integer,interval,integer)',
+		  'function mig_define(text,regclass,text,integer,text[],interval,interval,interval,integer,interval,integer,text,text,bigint,text,text[])',
 		  'function mig_alter(text,integer,integer,interval,interval,interval,integer,interval)',
 		  'function mig_pause(text)', 'function mig_resume(text)', 'function mig_cancel(text)',
 		  'function mig_reset(text)', 'function mig_run(text)', 'function mig_wait(text,interval)',
@@ -398,8 +402,9 @@ SELECT set_eq(
 	'the extension consists of exactly its catalog, view and functions');
 SELECT set_eq(
 	$$SELECT unnest(extconfig)::regclass::text FROM pg_extension WHERE extname = 'migration_runner'$$,
-	ARRAY['migrations', 'migration_batches', 'migration_slices', 'migrations_id_seq'],
-	'pg_dump dumps the contents of the three catalog tables and the id sequence''s position');
+	ARRAY['migrations', 'migration_batches', 'migration_slices', 'migration_skipped',
+		  'migrations_id_seq'],
+	'pg_dump dumps the contents of the four catalog tables and the id sequence''s position');
 SELECT is((SELECT extrelocatable FROM pg_extension WHERE extname = 'migration_runner'),
 		  false, 'the extension is not relocatable');
 SELECT is((SELECT extversion FROM pg_extension WHERE extname = 'migration_runner'),

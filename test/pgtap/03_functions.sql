@@ -14,7 +14,7 @@ INSERT INTO api VALUES
 	('mig_update_progress', '{bigint,bigint}', 'void',    'volatile', 3),
 	('mig_complete',        '{bigint}',        'void',    'volatile', 4),
 	('mig_fail',            '{bigint,text}',   'void',    'volatile', 5),
-	('mig_define',          '{text,regclass,text,integer,text[],interval,interval,interval,integer,interval,integer}',
+	('mig_define',          '{text,regclass,text,integer,text[],interval,interval,interval,integer,interval,integer,text,text,bigint,text,text[]}',
 							'bigint',  'volatile', 6),
 	('mig_pause',           '{text}',          'void',    'volatile', 7),
 	('mig_resume',          '{text}',          'void',    'volatile', 8),
@@ -52,14 +52,16 @@ SELECT is(pg_get_function_arguments(p::regprocedure), args, 'arguments of ' || p
 	('mig_update_progress(bigint,bigint)', 'id bigint, processed bigint'),
 	('mig_complete(bigint)', 'id bigint'),
 	('mig_fail(bigint,text)', 'id bigint, error text'),
-	('mig_define(text,regclass,text,integer,text[],interval,interval,interval,integer,interval,integer)',
+	('mig_define(text,regclass,text,integer,text[],interval,interval,interval,integer,interval,integer,text,text,bigint,text,text[])',
 	 'name text, relation regclass, action text, batch_size integer DEFAULT 1000, '
 	 'key_columns text[] DEFAULT NULL::text[], batch_delay interval DEFAULT NULL::interval, '
 	 'lock_timeout interval DEFAULT NULL::interval, '
 	 'statement_timeout interval DEFAULT NULL::interval, '
 	 'max_retries integer DEFAULT NULL::integer, '
 	 'target_batch_time interval DEFAULT NULL::interval, '
-	 'parallel integer DEFAULT 1'),
+	 'parallel integer DEFAULT 1, verify text DEFAULT NULL::text, '
+	 'on_error text DEFAULT ''fail''::text, max_skipped bigint DEFAULT 1000, '
+	 'continue_from text DEFAULT NULL::text, after text[] DEFAULT NULL::text[]'),
 	('mig_alter(text,integer,integer,interval,interval,interval,integer,interval)',
 	 'name text, batch_size integer DEFAULT NULL::integer, '
 	 'parallel integer DEFAULT NULL::integer, batch_delay interval DEFAULT NULL::interval, '
@@ -77,7 +79,7 @@ SELECT is(pg_get_function_arguments(p::regprocedure), args, 'arguments of ' || p
 SELECT is((SELECT pronargdefaults::int FROM pg_proc WHERE oid = p::regprocedure), n,
 		  p || ' has ' || n || ' default(s)')
   FROM (VALUES
-	('mig_define(text,regclass,text,integer,text[],interval,interval,interval,integer,interval,integer)', 8),
+	('mig_define(text,regclass,text,integer,text[],interval,interval,interval,integer,interval,integer,text,text,bigint,text,text[])', 13),
 	('mig_alter(text,integer,integer,interval,interval,interval,integer,interval)', 7),
 	('mig_wait(text,interval)', 1)) AS f(p, n);
 
