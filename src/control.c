@@ -80,6 +80,15 @@ mig_cancel(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
+/* delete the rows of migration m from one of the catalog's tables */
+static void
+delete_rows_of(Migration *m, const char *table)
+{
+	mr_catalog_exec(psprintf("DELETE FROM %s WHERE migration_id = " INT64_FORMAT,
+							 mr_catalog_table(table), m->id),
+					0, NULL, NULL, SPI_OK_DELETE);
+}
+
 Datum
 mig_reset(PG_FUNCTION_ARGS)
 {
@@ -100,14 +109,16 @@ mig_reset(PG_FUNCTION_ARGS)
 				  "cursor = NULL, high_water = NULL, current_batch_size = NULL, "
 				  "throttled = NULL, worker_pid = NULL, last_batch_at = NULL, "
 				  "last_batch_ms = NULL, bounds_ms = 0, action_ms = 0, "
-				  "bookkeeping_ms = 0, commit_ms = 0");
-	/* the next run splits the keys again, from the first one */
-	mr_catalog_exec(psprintf("DELETE FROM %s WHERE migration_id = " INT64_FORMAT,
-							 mr_catalog_table("migration_slices"), m->id),
-					0, NULL, NULL, SPI_OK_DELETE);
-	mr_catalog_exec(psprintf("DELETE FROM %s WHERE migration_id = " INT64_FORMAT,
-							 mr_catalog_table("migration_batches"), m->id),
-					0, NULL, NULL, SPI_OK_DELETE);
+				  "bookkeeping_ms = 0, commit_ms = 0, skipped = 0, "
+				  "verifying_since = NULL");
+
+	/*
+	 * The next run splits the keys again, from the first one, and tries the
+	 * keys it skipped again with the rest.
+	 */
+	delete_rows_of(m, "migration_slices");
+	delete_rows_of(m, "migration_batches");
+	delete_rows_of(m, "migration_skipped");
 	PG_RETURN_VOID();
 }
 

@@ -3,7 +3,7 @@
 -- constraints, the table migration_skipped (keys, cascade, privileges), and
 -- what mig_status shows of them.
 BEGIN;
-SELECT plan(53);
+SELECT plan(55);
 
 SET LOCAL search_path = public;
 
@@ -121,6 +121,13 @@ SELECT is((SELECT skipped FROM mig_status WHERE name = 'beyond_skip'), 1::bigint
 		  'mig_status shows the skipped count');
 SELECT is((SELECT skipped_at IS NOT NULL AND slice = 0 FROM migration_skipped), true,
 		  'a skipped key gets its time and slice 0 by default');
+SELECT lives_ok($$SELECT mig_reset('beyond_skip')$$, 'mig_reset of a migration with a skipped key');
+SELECT row_eq($$SELECT skipped, (SELECT count(*) FROM migration_skipped)
+				  FROM migrations WHERE name = 'beyond_skip'$$,
+			  ROW(0::bigint, 0::bigint),
+			  'mig_reset forgets the skipped keys: the next run tries them with the rest');
+INSERT INTO migration_skipped (migration_id, key, sqlstate, error)
+SELECT id, '{3}', '22P02', 'invalid input syntax' FROM migrations WHERE name = 'beyond_skip';
 DELETE FROM migrations WHERE name = 'beyond_skip';
 SELECT is_empty($$SELECT 1 FROM migration_skipped$$,
 				'the skipped keys of a deleted migration are gone');
