@@ -35,9 +35,12 @@
  * A dry run takes no runner lock and locks no catalog row, so it may run
  * while a worker runs the same migration: it then starts from the cursor
  * it read, and its batches may overlap those the worker is running (the
- * action waits for the worker's row locks, and rolls back anyway).  It runs
- * in the caller's transaction, so with the caller's isolation level, and
- * needs a read-write transaction.
+ * action waits for the worker's row locks, and rolls back anyway).  The
+ * row locks of all its batches are held until its rollback, so a worker's
+ * batch that reaches those rows waits for the dry run to end, and retries
+ * after its lock_timeout: on a running migration, keep dry runs short.  It
+ * runs in the caller's transaction, so with the caller's isolation level,
+ * and needs a read-write transaction.
  *
  *-------------------------------------------------------------------------
  */
