@@ -33,6 +33,8 @@ OBJS = \
 	src/batch.o \
 	src/retry.o \
 	src/run.o \
+	src/run_state.o \
+	src/dry_run.o \
 	src/run_end.o \
 	src/split.o \
 	src/slices.o \

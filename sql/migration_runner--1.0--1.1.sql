@@ -390,3 +390,21 @@ SELECT m.id,
 	SELECT m.scanned / nullif(greatest(extract(epoch FROM m.completed_at - m.started_at), 0), 0)
 		   AS rows_per_sec
 	 WHERE m.relation IS NOT NULL AND m.batches > 0) run ON m.status = 'completed';
+
+/*
+ * mig_dry_run: run the next batches of a managed migration (after its
+ * cursor, or its slices' cursors, slice by slice) as its owner, exactly as
+ * a run would, and roll them all back: one row per batch with its bounds,
+ * the rows the action changed, how long the batch took and up to 10 of the
+ * rows the action returned (RETURNING), as jsonb.  Nothing is recorded:
+ * the cursor, the counters, the history and the status stay as they were.
+ * A rollback cannot undo nextval() of sequences, session advisory locks, or
+ * what the action did outside the database (dblink, COPY TO PROGRAM).
+ * EXECUTE stays PUBLIC's, as for the other functions: it checks that the
+ * caller has the privileges of the migration's owner.
+ */
+CREATE FUNCTION mig_dry_run(name text, batches integer DEFAULT 1)
+RETURNS TABLE (batch integer, first_key text, last_key text, rows bigint,
+			   ms double precision, sample jsonb)
+AS 'MODULE_PATHNAME', 'mig_dry_run'
+LANGUAGE C;

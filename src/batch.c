@@ -46,16 +46,6 @@
 #include "migration_runner.h"
 #include "run_internal.h"
 
-typedef struct BatchStats
-{
-	TimestampTz started_at;
-	int			keys;
-	uint64		rows;
-	double		bounds_ms;
-	double		action_ms;
-	double		total_ms;
-} BatchStats;
-
 /*
  * SET CONSTRAINTS ALL IMMEDIATE (deferred = false) or ALL DEFERRED.
  *
@@ -87,8 +77,8 @@ set_all_constraints(bool deferred)
  * end of the transaction.  synchronous_commit must still be in force at the
  * top-level commit, which it is: a released subtransaction keeps its locals.
  */
-static void
-set_batch_gucs(MigrationRun *run)
+void
+mr_set_batch_gucs(MigrationRun *run)
 {
 	mr_set_local_guc("search_path", run->search_path);
 	mr_set_local_guc("lock_timeout", psprintf("%d", run->lock_timeout_ms));
@@ -241,7 +231,10 @@ run_action(MigrationRun *run, Datum *first, Datum *last)
 	if (rc < 0)
 		elog(ERROR, "action failed: %s", SPI_result_code_string(rc));
 	rows = SPI_processed;
-	if (SPI_tuptable)
+	/* a dry run (dry_run.c) keeps what the action returned for its sample */
+	if (run->keep_returned)
+		run->returned = SPI_tuptable;
+	else if (SPI_tuptable)
 		SPI_freetuptable(SPI_tuptable);
 	return rows;
 }
@@ -269,10 +262,10 @@ note_batch_keys(MigrationRun *run, Datum *first, Datum *last, int nkeys)
 
 /*
  * The data side of the batch, as the migration's owner: its bounds, then
- * the action.
+ * the action.  Also what a dry run (dry_run.c) runs of a batch.
  */
-static void
-run_data_side(MigrationRun *run, BatchStats *stats, Datum *first, Datum *last)
+void
+mr_run_data_side(MigrationRun *run, BatchStats *stats, Datum *first, Datum *last)
 {
 	Oid			saved_user;
 	int			saved_sec;
@@ -455,7 +448,7 @@ batch_step(MigrationRun *run, void *result)
 	run->batch_nkeys = 0;
 	run->batch_first_key = run->batch_last_key = (Datum) 0;
 
-	set_batch_gucs(run);
+	mr_set_batch_gucs(run);
 	mr_lock_relation(run);
 	PushActiveSnapshot(GetTransactionSnapshot());
 	if (!lock_own_row(run, &state) || strcmp(state.status, MR_STATUS_RUNNING) != 0)
@@ -474,7 +467,7 @@ batch_step(MigrationRun *run, void *result)
 	}
 	run->carry_bookkeeping_ms += mr_elapsed_ms(start);
 
-	run_data_side(run, &stats, first, last);
+	mr_run_data_side(run, &stats, first, last);
 	if (mr_max_lock_waiters > 0 && stats.keys > 0)
 		run->lock_waiters = mr_count_lock_waiters();
 

@@ -355,8 +355,15 @@ prepare_catalog_plans(MigrationRun *run)
 void
 mr_prepare_run_plans(MigrationRun *run)
 {
-	prepare_action(run);
+	mr_prepare_data_plans(run);
 	prepare_catalog_plans(run);
+}
+
+/* the statements on the relation alone: what a dry run needs */
+void
+mr_prepare_data_plans(MigrationRun *run)
+{
+	prepare_action(run);
 	mr_prepare_bounds(run);
 }
 

@@ -3,7 +3,8 @@
  * run_internal.h
  *	  The private state of one run of the batch engine, shared by the files
  *	  that make up the engine (run.c, batch.c, retry.c, plans.c, keys.c,
- *	  throttle.c).  api.c and worker.c see MigrationRun only as an opaque
+ *	  throttle.c) and dry_run.c, which runs batches and rolls them back.
+ *	  api.c and worker.c see MigrationRun only as an opaque
  *	  type through migration_runner.h.
  *
  *-------------------------------------------------------------------------
@@ -40,6 +41,17 @@ typedef enum BatchResult
  */
 #define ROW_STATE_COLUMNS \
 	"status, ctid, parallel, batch_size, " MR_OPTION_COLUMNS ", NULL::text[], false"
+
+/* what one batch did, and how long its parts took */
+typedef struct BatchStats
+{
+	TimestampTz started_at;
+	int			keys;
+	uint64		rows;
+	double		bounds_ms;
+	double		action_ms;
+	double		total_ms;
+} BatchStats;
 
 typedef struct RowState
 {
@@ -100,6 +112,10 @@ struct MigrationRun
 	ItemPointerData row_tid;
 	bool		row_tid_valid;
 
+	/* a dry run keeps the tuples the action returned (else freed at once) */
+	bool		keep_returned;
+	SPITupleTable *returned;
+
 	/* the batch under way; its keys live in batchcxt */
 	const char *batch_keys;		/* "(21) to (30)" once it has its bounds */
 	TimestampTz batch_started_at;	/* or 0 */
@@ -156,12 +172,20 @@ extern void mr_set_local_guc(const char *name, const char *value);
 extern void mr_set_guc_saved(const char *name, const char *value);
 extern void mr_lock_relation(MigrationRun *run);
 extern void mr_check_relation_unchanged(MigrationRun *run);
+extern void mr_setup_keys(MigrationRun *run);
+extern bool mr_fix_high_water(MigrationRun *run, bool record);
 
-/* run.c */
+/* run_state.c */
+extern MigrationRun *mr_new_run(int slice);
+extern void mr_end_run(MigrationRun *run);
+extern void mr_init_run(MigrationRun *run, Migration *m);
 extern void mr_apply_options(MigrationRun *run, RowState *state);
 
 /* batch.c */
 extern BatchResult mr_run_one_batch(MigrationRun *run);
+extern void mr_set_batch_gucs(MigrationRun *run);
+extern void mr_run_data_side(MigrationRun *run, BatchStats *stats,
+							 Datum *first, Datum *last);
 extern int64 mr_next_batch_number(MigrationRun *run);
 extern void mr_insert_history(MigrationRun *run, int64 batch, Datum *args,
 							  char *nulls);
@@ -183,6 +207,7 @@ extern char *mr_param_list(int first, int n);
 extern char *mr_from_clause(MigrationRun *run);
 extern void mr_prepare_bounds(MigrationRun *run);
 extern void mr_prepare_run_plans(MigrationRun *run);
+extern void mr_prepare_data_plans(MigrationRun *run);
 extern void mr_free_run_plans(MigrationRun *run);
 extern int	mr_enter_index_scan(void);
 extern char *mr_high_water_sql(MigrationRun *run);
