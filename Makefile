@@ -36,6 +36,7 @@ OBJS = \
 	src/run_end.o \
 	src/split.o \
 	src/slices.o \
+	src/verify.o \
 	src/runlock.o \
 	src/api.o \
 	src/status.o \

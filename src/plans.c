@@ -356,6 +356,7 @@ void
 mr_prepare_run_plans(MigrationRun *run)
 {
 	prepare_action(run);
+	mr_prepare_verify(run);
 	prepare_catalog_plans(run);
 	mr_prepare_bounds(run);
 }
@@ -365,6 +366,7 @@ void
 mr_free_run_plans(MigrationRun *run)
 {
 	SPIPlanPtr *plans[] = {&run->bounds_first, &run->bounds_next, &run->action,
+		&run->verify,
 		&run->lock_row, &run->lock_row_at, &run->progress, &run->progress_at,
 		&run->history_insert, &run->history_prune, &run->slice_lock,
 	&run->slice_progress};
