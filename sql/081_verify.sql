@@ -184,6 +184,22 @@ SELECT mig_define('doubled_v5', 'items',
 	batch_size => 50, verify => 'SELECT id FROM items WHERE 1 / (id - 20) > 1') > 0 AS defined;
 CALL mig_run('doubled_v5');
 SELECT status, error FROM migrations WHERE name = 'doubled_v5';
+-- our statement timeout in the verify query is retried up to max_retries
+SELECT mig_define('doubled_v8', 'items',
+	'UPDATE items SET doubled = val * 2 WHERE id BETWEEN $1 AND $2',
+	batch_size => 50, statement_timeout => '50ms', max_retries => 1,
+	verify => 'SELECT s FROM (SELECT pg_sleep(5)::text AS s) x WHERE s IS NULL') > 0 AS defined;
+CALL mig_run('doubled_v8');
+SELECT status, retries, error FROM migrations WHERE name = 'doubled_v8';
+-- a wide row is cut in the detail
+SELECT mig_define('doubled_v9', 'items',
+	'UPDATE items SET doubled = val * 2 WHERE id BETWEEN $1 AND $2',
+	verify => 'SELECT id, repeat(''x'', 2000) AS wide, 1 AS last FROM items WHERE id = 3') > 0 AS defined;
+\set VERBOSITY terse
+CALL mig_run('doubled_v9');
+\set VERBOSITY default
+SELECT left(error_detail, 25) AS starts, length(error_detail) AS len, right(error_detail, 4) AS ends
+  FROM migrations WHERE name = 'doubled_v9';
 CREATE TABLE empty_items (id int PRIMARY KEY, v int);
 SELECT mig_define('empty_v1', 'empty_items',
 	'UPDATE empty_items SET v = 1 WHERE id BETWEEN $1 AND $2',

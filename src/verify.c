@@ -29,6 +29,7 @@
  */
 #include "postgres.h"
 
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "utils/builtins.h"
@@ -92,7 +93,14 @@ mr_has_final_verify(MigrationRun *run)
 	return run->verify != NULL && !run->verify_keys;
 }
 
-/* a row as "column=value, ...", for the error's detail */
+/* the longest row text kept in the error's detail, in bytes */
+#define MAX_ROW_TEXT	1000
+
+/*
+ * A row as "column=value, ...", for the error's detail; cut (at a
+ * character boundary) after MAX_ROW_TEXT bytes, so that a wide row does
+ * not bloat the catalog and every mig_status.
+ */
 static char *
 row_text(HeapTuple tuple, TupleDesc desc)
 {
@@ -100,7 +108,7 @@ row_text(HeapTuple tuple, TupleDesc desc)
 	int			i;
 
 	initStringInfo(&buf);
-	for (i = 1; i <= desc->natts; i++)
+	for (i = 1; i <= desc->natts && buf.len <= MAX_ROW_TEXT; i++)
 	{
 		char	   *value;
 
@@ -109,6 +117,12 @@ row_text(HeapTuple tuple, TupleDesc desc)
 		value = SPI_getvalue(tuple, desc, i);
 		appendStringInfo(&buf, "%s%s=%s", buf.len > 0 ? ", " : "",
 						 SPI_fname(desc, i), value ? value : "NULL");
+	}
+	if (buf.len > MAX_ROW_TEXT)
+	{
+		buf.len = pg_mbcliplen(buf.data, buf.len, MAX_ROW_TEXT);
+		buf.data[buf.len] = '\0';
+		appendStringInfoString(&buf, "...");
 	}
 	return buf.data;
 }
@@ -164,7 +178,8 @@ mr_verify_batch(MigrationRun *run, Datum *first, Datum *last)
 				 errmsg_plural("verify query returned %lu row for keys %s",
 							   "verify query returned %lu rows for keys %s",
 							   (unsigned long) n, (unsigned long) n, run->batch_keys),
-				 errdetail("First row: %s", row)));
+				 errdetail("First row: %s", row),
+				 errhint("The batch was rolled back; correct what the verify query finds, then start the migration again: it runs the batch again.")));
 }
 
 /*
@@ -198,21 +213,23 @@ final_verify_step(MigrationRun *run, void *arg)
 	VerifyOutcome *out = (VerifyOutcome *) arg;
 	Datum		args[2 * MR_MAX_KEY_COLUMNS] = {0};
 	char		nulls[2 * MR_MAX_KEY_COLUMNS + 1];
-	Migration  *m = mr_migration_by_id(run->m->id, true);
+	Migration  *m;
 	Oid			saved_user;
 	int			saved_sec;
 	char	   *row = NULL;
 	uint64		n;
 
+	/* the row lock, too, waits at most lock_timeout */
+	mr_set_local_guc("search_path", run->search_path);
+	mr_set_local_guc("lock_timeout", psprintf("%d", run->lock_timeout_ms));
+	mr_set_local_guc("statement_timeout", psprintf("%d", run->statement_timeout_ms));
 	out->result = BATCH_NOT_RUNNING;
+	m = mr_migration_by_id(run->m->id, true);
 	if (m == NULL || strcmp(m->status, MR_STATUS_RUNNING) != 0 || !m->verifying)
 		return;
 	if (run->verify == NULL)
 		mr_prepare_verify(run);
 	memset(nulls, 'n', sizeof(nulls));
-	mr_set_local_guc("search_path", run->search_path);
-	mr_set_local_guc("lock_timeout", psprintf("%d", run->lock_timeout_ms));
-	mr_set_local_guc("statement_timeout", psprintf("%d", run->statement_timeout_ms));
 	pgstat_report_activity(STATE_RUNNING,
 						   psprintf("migration %s: verify query", m->name));
 
@@ -238,7 +255,8 @@ final_verify_step(MigrationRun *run, void *arg)
 				 errmsg_plural("verify query returned %lu row",
 							   "verify query returned %lu rows",
 							   (unsigned long) n, (unsigned long) n),
-				 errdetail("First row: %s", row)));
+				 errdetail("First row: %s", row),
+				 errhint("Correct what the verify query finds, then start the migration again: it runs the query again.")));
 	}
 	mr_set_status(m, MR_STATUS_COMPLETED,
 				  "completed_at = now(), verifying_since = NULL, worker_pid = NULL, "
