@@ -202,10 +202,22 @@ mr_begin_verifying(MigrationRun *run)
 	return true;
 }
 
+/* is m (read again) still running its final check? */
+static bool
+still_verifying(Migration *m)
+{
+	return m != NULL && strcmp(m->status, MR_STATUS_RUNNING) == 0 && m->verifying;
+}
+
 /*
- * The final check, a guarded step: lock the migration's row (a pause or a
- * cancel waits for the check, as it waits for a batch), run the query as
- * the owner, and complete the migration if it returned no row.
+ * The final check, a guarded step: run the query as the owner, and
+ * complete the migration if it returned no row.  The query may take long
+ * (it reads the whole table, typically), so it runs without the
+ * migration's row lock: mig_pause or mig_cancel need not wait for it.  The
+ * row is locked afterwards, and the migration completed only if it is
+ * still running its check.  Two runners never check at once: each holds a
+ * runner lock, and the launcher and CALL mig_run start none while one is
+ * held.
  */
 static void
 final_verify_step(MigrationRun *run, void *arg)
@@ -219,22 +231,21 @@ final_verify_step(MigrationRun *run, void *arg)
 	char	   *row = NULL;
 	uint64		n;
 
-	/* the row lock, too, waits at most lock_timeout */
+	/* the row lock after the query waits at most lock_timeout */
 	mr_set_local_guc("search_path", run->search_path);
 	mr_set_local_guc("lock_timeout", psprintf("%d", run->lock_timeout_ms));
 	mr_set_local_guc("statement_timeout", psprintf("%d", run->statement_timeout_ms));
 	out->result = BATCH_NOT_RUNNING;
-	m = mr_migration_by_id(run->m->id, true);
-	if (m == NULL || strcmp(m->status, MR_STATUS_RUNNING) != 0 || !m->verifying)
+	if (!still_verifying(mr_migration_by_id(run->m->id, false)))
 		return;
 	if (run->verify == NULL)
 		mr_prepare_verify(run);
 	memset(nulls, 'n', sizeof(nulls));
 	pgstat_report_activity(STATE_RUNNING,
-						   psprintf("migration %s: verify query", m->name));
+						   psprintf("migration %s: verify query", run->m->name));
 
 	GetUserIdAndSecContext(&saved_user, &saved_sec);
-	SetUserIdAndSecContext(m->owner, saved_sec | SECURITY_LOCAL_USERID_CHANGE |
+	SetUserIdAndSecContext(run->m->owner, saved_sec | SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
 	if (run->statement_timeout_ms > 0)
 	{
@@ -258,6 +269,9 @@ final_verify_step(MigrationRun *run, void *arg)
 				 errdetail("First row: %s", row),
 				 errhint("Correct what the verify query finds, then start the migration again: it runs the query again.")));
 	}
+	m = mr_migration_by_id(run->m->id, true);
+	if (!still_verifying(m))
+		return;
 	mr_set_status(m, MR_STATUS_COMPLETED,
 				  "completed_at = now(), verifying_since = NULL, worker_pid = NULL, "
 				  "throttled = NULL");
@@ -285,8 +299,9 @@ verify_error(MigrationRun *run, ErrorData *edata, bool wrong_rows)
 
 	if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED && !run->timed_out)
 		return BATCH_NOT_RUNNING;
+	/* paused or cancelled while it ran: the next run checks again */
 	m = mr_migration_by_id(run->m->id, true);
-	if (m == NULL || strcmp(m->status, MR_STATUS_RUNNING) != 0)
+	if (!still_verifying(m))
 		return BATCH_NOT_RUNNING;
 	if (!wrong_rows && (mr_is_transient(edata->sqlerrcode) || run->timed_out) &&
 		run->attempts < run->max_retries)

@@ -164,6 +164,35 @@ is(mig_row($node, 'v3_mig', 'batches')->{batches}, $row->{batches},
 exactly_once_ok($node, 'v3', 'v3_mig', 100, 'restart after the fix');
 is(gate_passes('v3', $offset), 1, 'restart after the fix: the check ran once');
 
+# --- 4. mig_pause while verifying: no wait for the check; resume checks again
+
+new_table($node, 'v4', 50);
+$node->safe_psql('postgres', "INSERT INTO gates VALUES ('v4')");
+$offset = -s $node->logfile;
+define_verified('v4_mig', 'v4', 'v4', batch => 20);
+$node->safe_psql('postgres', "SELECT mig_start('v4_mig')");
+ok(wait_verifying('v4_mig'), 'pause: verifying');
+# the check holds no lock on the migration's row: mig_pause returns at once
+$node->safe_psql('postgres', "SET lock_timeout = '5s'; SELECT mig_pause('v4_mig')");
+is(view_status('v4_mig'), 'paused', 'pause: paused while the check runs');
+$node->safe_psql('postgres', "DELETE FROM gates WHERE tag = 'v4'");
+ok(poll_true($node, "SELECT worker_pid IS NULL FROM migrations WHERE name = 'v4_mig'"),
+	'pause: the worker stops after its check');
+is(gate_passes('v4', $offset), 1, 'pause: that check ran');
+$row = mig_row($node, 'v4_mig', qw(status completed_at));
+is("$row->{status} $row->{completed_at}", 'paused <null>',
+	'pause: a check that ended after the pause does not complete the migration');
+$node->safe_psql('postgres', "INSERT INTO gates VALUES ('v4')");
+$node->safe_psql('postgres', "SELECT mig_resume('v4_mig')");
+ok(poll_true($node,
+		"SELECT s.status = 'verifying' AND m.worker_pid IS NOT NULL FROM mig_status s "
+		  . "JOIN migrations m USING (id) WHERE m.name = 'v4_mig'"),
+	'resume: verifying again');
+$node->safe_psql('postgres', "DELETE FROM gates WHERE tag = 'v4'");
+is(wait_not_running($node, 'v4_mig'), 'completed', 'resume: completed after the second check');
+is(gate_passes('v4', $offset), 2, 'resume: the check ran again');
+exactly_once_ok($node, 'v4', 'v4_mig', 50, 'pause and resume');
+
 log_has_no_crash($node, $offset, 'verify');
 $node->stop;
 done_testing();
