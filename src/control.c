@@ -100,7 +100,7 @@ mig_reset(PG_FUNCTION_ARGS)
 				  "cursor = NULL, high_water = NULL, current_batch_size = NULL, "
 				  "throttled = NULL, worker_pid = NULL, last_batch_at = NULL, "
 				  "last_batch_ms = NULL, bounds_ms = 0, action_ms = 0, "
-				  "bookkeeping_ms = 0, commit_ms = 0, verifying_since = NULL");
+				  "bookkeeping_ms = 0, commit_ms = 0");
 	/* the next run splits the keys again, from the first one */
 	mr_catalog_exec(psprintf("DELETE FROM %s WHERE migration_id = " INT64_FORMAT,
 							 mr_catalog_table("migration_slices"), m->id),
