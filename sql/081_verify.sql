@@ -200,6 +200,15 @@ CALL mig_run('doubled_v9');
 \set VERBOSITY default
 SELECT left(error_detail, 25) AS starts, length(error_detail) AS len, right(error_detail, 4) AS ends
   FROM migrations WHERE name = 'doubled_v9';
+-- a table the verify query reads, dropped before the run: the run fails at
+-- its start, and the context names the verify query
+CREATE TABLE doomed (id int);
+SELECT mig_define('doubled_v10', 'items',
+	'UPDATE items SET doubled = val * 2 WHERE id BETWEEN $1 AND $2',
+	verify => 'SELECT id FROM doomed') > 0 AS defined;
+DROP TABLE doomed;
+CALL mig_run('doubled_v10');
+SELECT status, batches, error, error_context FROM migrations WHERE name = 'doubled_v10';
 CREATE TABLE empty_items (id int PRIMARY KEY, v int);
 SELECT mig_define('empty_v1', 'empty_items',
 	'UPDATE empty_items SET v = 1 WHERE id BETWEEN $1 AND $2',

@@ -49,6 +49,13 @@ typedef struct VerifyOutcome
 	bool		wrong_rows;		/* its error is the query's rows */
 } VerifyOutcome;
 
+/* an error in preparing the query says which query it was */
+static void
+verify_error_context(void *arg)
+{
+	errcontext("verify query of migration \"%s\"", (const char *) arg);
+}
+
 /*
  * Prepare the verify query once per run, under the migration's pinned
  * search_path, with the 2k key-typed parameters it was checked with, and
@@ -62,6 +69,7 @@ mr_prepare_verify(MigrationRun *run)
 	Oid			types[2 * MR_MAX_KEY_COLUMNS];
 	SPIPlanPtr	plan;
 	CachedPlanSource *source;
+	ErrorContextCallback errcallback;
 	int			nestlevel;
 	int			i;
 
@@ -72,12 +80,17 @@ mr_prepare_verify(MigrationRun *run)
 		return;
 	for (i = 0; i < 2 * m->nkeys; i++)
 		types[i] = m->key_types[i % m->nkeys];
+	errcallback.callback = verify_error_context;
+	errcallback.arg = m->name;
+	errcallback.previous = error_context_stack;
+	error_context_stack = &errcallback;
 	nestlevel = NewGUCNestLevel();
 	mr_set_guc_saved("search_path", run->search_path);
 	plan = SPI_prepare(m->verify, 2 * m->nkeys, types);
 	if (plan == NULL)
 		elog(ERROR, "could not prepare the verify query of migration \"%s\": %s",
 			 m->name, SPI_result_code_string(SPI_result));
+	error_context_stack = errcallback.previous;
 	source = linitial(SPI_plan_get_plan_sources(plan));
 	run->verify_keys = mr_verify_uses_keys(source->query_list);
 	if (SPI_keepplan(plan) != 0)
