@@ -156,9 +156,10 @@ run_verify(MigrationRun *run, Datum *args, const char *nulls, char **first_row)
 	SPI_cursor_fetch(portal, true, 1);
 	n = SPI_processed;
 	if (n > 0)
-	{
 		*first_row = row_text(SPI_tuptable->vals[0], SPI_tuptable->tupdesc);
-		SPI_freetuptable(SPI_tuptable);
+	SPI_freetuptable(SPI_tuptable);
+	if (n > 0)
+	{
 		SPI_cursor_move(portal, true, FETCH_ALL);
 		n += SPI_processed;
 	}
