@@ -38,6 +38,7 @@ OBJS = \
 	src/run_end.o \
 	src/split.o \
 	src/slices.o \
+	src/verify.o \
 	src/runlock.o \
 	src/api.o \
 	src/status.o \

@@ -15,10 +15,12 @@
  *		where upper is the high-water mark or the slice's upper key, read
  *		again under the row lock: a runner that steals the slice's upper
  *		part lowers it under the same lock, so the two never overlap;
- *	 4. run the action as the migration's owner with those bounds;
+ *	 4. run the action as the migration's owner with those bounds, then
+ *		the verify query if it checks each batch (verify.c);
  *	 5. add the rows changed to processed, move the cursor to the last key,
  *		record the batch in the history, and mark the migration (or the
- *		slice) completed when no key is left.
+ *		slice) completed when no key is left, or, with a final verify
+ *		query, record that the check is under way (verify.c).
  *
  * Steps 1-5 run as a guarded step (retry.c), so an error in the action rolls
  * back exactly the batch; the failure (or the retry) is then recorded in the
@@ -295,6 +297,7 @@ mr_run_data_side(MigrationRun *run, BatchStats *stats, Datum *first, Datum *last
 		INSTR_TIME_SET_CURRENT(phase);
 		set_all_constraints(false);
 		stats->rows = run_action(run, first, last);
+		mr_verify_batch(run, first, last);
 		set_all_constraints(true);
 		stats->action_ms = mr_elapsed_ms(phase);
 	}
@@ -439,6 +442,7 @@ batch_step(MigrationRun *run, void *result)
 	instr_time	start;
 	RowState	state;
 	bool		completed;
+	bool		verifying;
 
 	INSTR_TIME_SET_CURRENT(start);
 	memset(&stats, 0, sizeof(stats));
@@ -472,8 +476,12 @@ batch_step(MigrationRun *run, void *result)
 		run->lock_waiters = mr_count_lock_waiters();
 
 	completed = stats.keys < run->batch_size;
+	/* a final verify query runs before the migration is completed */
+	verifying = completed && run->slice == 0 && mr_has_final_verify(run);
 	stats.total_ms = mr_elapsed_ms(start);
-	record_progress(run, &stats, completed);
+	record_progress(run, &stats, completed && !verifying);
+	if (verifying)
+		mr_begin_verifying(run);
 	PopActiveSnapshot();
 
 	/* from here on the batch is done in memory as well */
@@ -488,7 +496,7 @@ batch_step(MigrationRun *run, void *result)
 	}
 	adapt_batch_size(run, &stats);
 	*(BatchResult *) result = !completed ? BATCH_DONE :
-		run->slice > 0 ? BATCH_NEED_WORK : BATCH_LAST;
+		run->slice > 0 ? BATCH_NEED_WORK : verifying ? BATCH_VERIFY : BATCH_LAST;
 }
 
 /*

@@ -359,11 +359,12 @@ mr_prepare_run_plans(MigrationRun *run)
 	prepare_catalog_plans(run);
 }
 
-/* the statements on the relation alone: what a dry run needs */
+/* the statements on the relation alone (action, verify, bounds): what a dry run needs */
 void
 mr_prepare_data_plans(MigrationRun *run)
 {
 	prepare_action(run);
+	mr_prepare_verify(run);
 	mr_prepare_bounds(run);
 }
 
@@ -372,6 +373,7 @@ void
 mr_free_run_plans(MigrationRun *run)
 {
 	SPIPlanPtr *plans[] = {&run->bounds_first, &run->bounds_next, &run->action,
+		&run->verify,
 		&run->lock_row, &run->lock_row_at, &run->progress, &run->progress_at,
 		&run->history_insert, &run->history_prune, &run->slice_lock,
 	&run->slice_progress};

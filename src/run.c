@@ -350,7 +350,9 @@ run_setup(MigrationRun *run, int64 migration_id)
 		result = BATCH_NOT_RUNNING;
 	else
 		result = run_step(run, setup_step);
-	if (result == BATCH_LAST && run->slice == 0)
+	if (result == BATCH_LAST && run->slice == 0 && mr_begin_verifying(run))
+		result = BATCH_VERIFY;
+	else if (result == BATCH_LAST && run->slice == 0)
 		mr_set_status(run->m, MR_STATUS_COMPLETED,
 					  "completed_at = now(), worker_pid = NULL");
 	PopActiveSnapshot();
@@ -409,6 +411,7 @@ run_loop(MigrationRun *run, int64 migration_id, const RunnerHooks *hooks)
 {
 	bool		ready = false;
 	bool		need_work = false;
+	bool		verifying = false;
 	bool		cancelled;
 
 	for (;;)
@@ -423,6 +426,7 @@ run_loop(MigrationRun *run, int64 migration_id, const RunnerHooks *hooks)
 		MemoryContextReset(run->batchcxt);
 
 		result = !ready ? run_setup(run, migration_id) :
+			verifying ? mr_run_final_verify(run) :
 			need_work ? run_take_work(run) : mr_run_one_batch(run);
 		INSTR_TIME_SET_CURRENT(commit_start);
 		mr_next_transaction(hooks);
@@ -432,6 +436,12 @@ run_loop(MigrationRun *run, int64 migration_id, const RunnerHooks *hooks)
 			return RUN_COMPLETED;
 		if (result == BATCH_FAILED)
 			return RUN_FAILED;
+		/* no key left: the final verify query runs next (verify.c) */
+		if (result == BATCH_VERIFY)
+		{
+			ready = verifying = true;
+			continue;
+		}
 		if (result == BATCH_NO_WORK)
 		{
 			forget_runner_pid(run);

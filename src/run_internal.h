@@ -3,8 +3,8 @@
  * run_internal.h
  *	  The private state of one run of the batch engine, shared by the files
  *	  that make up the engine (run.c, batch.c, retry.c, plans.c, keys.c,
- *	  throttle.c) and dry_run.c, which runs batches and rolls them back.
- *	  api.c and worker.c see MigrationRun only as an opaque
+ *	  throttle.c, slices.c, verify.c) and dry_run.c, which runs batches and
+ *	  rolls them back.  api.c and worker.c see MigrationRun only as an opaque
  *	  type through migration_runner.h.
  *
  *-------------------------------------------------------------------------
@@ -30,8 +30,10 @@ typedef enum BatchResult
 	BATCH_FAILED,				/* error: migration marked failed */
 	BATCH_NEED_WORK,			/* the runner's slice is done, or it just split
 								 * the migration: it looks for more work */
-	BATCH_NO_WORK				/* no work for this runner; others run the
+	BATCH_NO_WORK,				/* no work for this runner; others run the
 								 * rest, or parallel was lowered below it */
+	BATCH_VERIFY				/* no key left: the final verify query runs
+								 * next, in a transaction of its own */
 } BatchResult;
 
 /*
@@ -136,6 +138,8 @@ struct MigrationRun
 	SPIPlanPtr	bounds_first;
 	SPIPlanPtr	bounds_next;
 	SPIPlanPtr	action;
+	SPIPlanPtr	verify;			/* the verify query, or NULL */
+	bool		verify_keys;	/* it uses $1..$2k: it runs in every batch */
 	SPIPlanPtr	lock_row;
 	SPIPlanPtr	lock_row_at;
 	SPIPlanPtr	progress_at;
@@ -240,6 +244,13 @@ extern bool mr_switch_to_slice(MigrationRun *run, int slice);
 extern void mr_share_out(MigrationRun *run);
 extern BatchResult mr_take_work(MigrationRun *run);
 extern void mr_read_row_state(MigrationRun *run, RowState *state);
+
+/* verify.c */
+extern void mr_prepare_verify(MigrationRun *run);
+extern bool mr_has_final_verify(MigrationRun *run);
+extern void mr_verify_batch(MigrationRun *run, Datum *first, Datum *last);
+extern bool mr_begin_verifying(MigrationRun *run);
+extern BatchResult mr_run_final_verify(MigrationRun *run);
 
 /* throttle.c */
 extern int	mr_count_lock_waiters(void);

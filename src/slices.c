@@ -506,6 +506,7 @@ complete_if_all_done(MigrationRun *run)
 	HeapTuple	tuple;
 	TupleDesc	desc;
 	bool		isnull;
+	bool		verifying;
 
 	if (m == NULL || strcmp(m->status, MR_STATUS_RUNNING) != 0)
 		return BATCH_NOT_RUNNING;
@@ -540,12 +541,15 @@ complete_if_all_done(MigrationRun *run)
 			   0, NULL, NULL, NULL, SPI_OK_UPDATE_RETURNING);
 	m->processed = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
 											   SPI_tuptable->tupdesc, 1, &isnull));
-	mr_set_status(m, MR_STATUS_COMPLETED,
-				  "completed_at = now(), worker_pid = NULL, throttled = NULL, "
-				  "cursor = high_water");
+	/* with a final verify query, this runner runs it next (verify.c) */
+	verifying = mr_begin_verifying(run);
+	if (!verifying)
+		mr_set_status(m, MR_STATUS_COMPLETED,
+					  "completed_at = now(), worker_pid = NULL, throttled = NULL, "
+					  "cursor = high_water");
 	slice_exec(run, psprintf("DELETE FROM %s WHERE migration_id = $1", slices),
 			   0, NULL, NULL, NULL, SPI_OK_DELETE);
-	return BATCH_LAST;
+	return verifying ? BATCH_VERIFY : BATCH_LAST;
 }
 
 /*
