@@ -33,6 +33,9 @@ OBJS = \
 	src/batch.o \
 	src/retry.o \
 	src/run.o \
+	src/run_state.o \
+	src/skip.o \
+	src/skip_retry.o \
 	src/run_end.o \
 	src/split.o \
 	src/slices.o \

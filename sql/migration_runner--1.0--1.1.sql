@@ -390,3 +390,17 @@ SELECT m.id,
 	SELECT m.scanned / nullif(greatest(extract(epoch FROM m.completed_at - m.started_at), 0), 0)
 		   AS rows_per_sec
 	 WHERE m.relation IS NOT NULL AND m.batches > 0) run ON m.status = 'completed';
+
+/*
+ * mig_retry_skipped: run the action again, as a batch of that one key, for
+ * every key a migration with on_error 'skip' skipped; each key in a
+ * subtransaction of its own.  A key that now succeeds leaves
+ * migration_skipped (and migrations.skipped) in the same transaction as its
+ * data change; one that fails again stays, with its new error.  Returns how
+ * many succeeded.  Owner, member of the owning role or superuser; allowed
+ * in any status, running too (a skipped key is behind the cursor).
+ */
+CREATE FUNCTION mig_retry_skipped(name text)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'mig_retry_skipped'
+LANGUAGE C;

@@ -96,7 +96,7 @@ mig_reset(PG_FUNCTION_ARGS)
 	m->processed = 0;
 	mr_set_status(m, to,
 				  "started_at = NULL, completed_at = NULL, " MR_CLEAR_ERROR ", "
-				  "processed = 0, scanned = 0, batches = 0, retries = 0, "
+				  "processed = 0, scanned = 0, batches = 0, retries = 0, skipped = 0, "
 				  "cursor = NULL, high_water = NULL, current_batch_size = NULL, "
 				  "throttled = NULL, worker_pid = NULL, last_batch_at = NULL, "
 				  "last_batch_ms = NULL, bounds_ms = 0, action_ms = 0, "
@@ -107,6 +107,10 @@ mig_reset(PG_FUNCTION_ARGS)
 					0, NULL, NULL, SPI_OK_DELETE);
 	mr_catalog_exec(psprintf("DELETE FROM %s WHERE migration_id = " INT64_FORMAT,
 							 mr_catalog_table("migration_batches"), m->id),
+					0, NULL, NULL, SPI_OK_DELETE);
+	/* every key is tried again, the skipped ones too */
+	mr_catalog_exec(psprintf("DELETE FROM %s WHERE migration_id = " INT64_FORMAT,
+							 mr_catalog_table("migration_skipped"), m->id),
 					0, NULL, NULL, SPI_OK_DELETE);
 	PG_RETURN_VOID();
 }

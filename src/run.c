@@ -163,12 +163,6 @@ mr_outcome_name(RunOutcome outcome)
 	return "unknown";
 }
 
-static int
-option_or_guc(int option, int guc)
-{
-	return option >= 0 ? option : guc;
-}
-
 /*
  * The high-water mark: read it once, with a snapshot taken after the
  * relation was locked, as the owner, through the index; or read it back
@@ -258,22 +252,6 @@ setup_step(MigrationRun *run, void *result)
 	*(BatchResult *) result = has_keys ? BATCH_DONE : BATCH_LAST;
 }
 
-/* the options in force: the migration's own, or the GUCs' */
-static void
-set_effective_options(MigrationRun *run)
-{
-	Migration  *m = run->m;
-
-	run->batch_delay_ms = option_or_guc(m->batch_delay_ms, mr_batch_delay_ms);
-	run->lock_timeout_ms = option_or_guc(m->lock_timeout_ms, mr_lock_timeout_ms);
-	run->statement_timeout_ms = option_or_guc(m->statement_timeout_ms,
-											  mr_statement_timeout_ms);
-	run->max_retries = option_or_guc(m->max_retries, mr_max_retries);
-	run->target_batch_ms = option_or_guc(m->target_batch_ms, mr_target_batch_ms);
-	if (run->target_batch_ms <= 0)
-		run->batch_size = m->batch_size;
-}
-
 /* read the migration and its effective options into the run */
 static bool
 read_migration(MigrationRun *run, int64 migration_id)
@@ -281,49 +259,13 @@ read_migration(MigrationRun *run, int64 migration_id)
 	MemoryContext old = MemoryContextSwitchTo(run->runcxt);
 	Migration  *m;
 
-	m = run->m = mr_migration_by_id(migration_id, true);
+	m = mr_migration_by_id(migration_id, true);
 	if (m == NULL || !MigrationIsManaged(m))
 		elog(ERROR, "migration " INT64_FORMAT " is not a managed migration",
 			 migration_id);
-	run->catalog = mr_catalog_table("migrations");
-	run->history = mr_catalog_table("migration_batches");
-	/* the action names the table as it was named at define time */
-	run->relname = m->relation_name ? m->relation_name :
-		psprintf("relation with OID %u", m->relid);
-	run->search_path = mr_pinned_search_path(m->search_path);
-	if (run->batch_size <= 0)
-		run->batch_size = m->current_batch_size > 0 ? m->current_batch_size : m->batch_size;
-	set_effective_options(run);
-	run->parallel = m->parallel;
+	mr_init_run(run, m);
 	MemoryContextSwitchTo(old);
 	return strcmp(m->status, MR_STATUS_RUNNING) == 0;
-}
-
-/*
- * Pick up the options the batch's locked row shows, which mig_alter may
- * have changed since the run read them: they apply from this batch on.  A
- * new batch_size also restarts the adaptive size from it.
- */
-void
-mr_apply_options(MigrationRun *run, RowState *state)
-{
-	Migration  *m = run->m;
-	int			now[MR_NUM_OPTIONS] = {m->batch_delay_ms, m->lock_timeout_ms,
-		m->statement_timeout_ms, m->max_retries, m->target_batch_ms};
-
-	run->parallel = state->parallel;
-	if (state->batch_size == m->batch_size &&
-		memcmp(now, state->options, sizeof(now)) == 0)
-		return;
-	if (state->batch_size != m->batch_size)
-		run->batch_size = state->batch_size;
-	m->batch_size = state->batch_size;
-	m->batch_delay_ms = state->options[0];
-	m->lock_timeout_ms = state->options[1];
-	m->statement_timeout_ms = state->options[2];
-	m->max_retries = state->options[3];
-	m->target_batch_ms = state->options[4];
-	set_effective_options(run);
 }
 
 /*
@@ -535,22 +477,9 @@ RunOutcome
 mr_run_migration(int64 migration_id, int slice, const RunnerHooks *hooks,
 				 int *sqlerrcode)
 {
-	MemoryContext runcxt;
-	MigrationRun *run;
+	MigrationRun *run = mr_new_run(slice);
 	RunOutcome	outcome = RUN_COMPLETED;
 
-	runcxt = AllocSetContextCreate(TopMemoryContext, "migration_runner run",
-								   ALLOCSET_DEFAULT_SIZES);
-	run = MemoryContextAllocZero(runcxt, sizeof(MigrationRun));
-	run->runcxt = runcxt;
-	run->batchcxt = AllocSetContextCreate(runcxt, "migration_runner batch",
-										  ALLOCSET_DEFAULT_SIZES);
-	run->cursorcxt = AllocSetContextCreate(runcxt, "migration_runner cursor",
-										   ALLOCSET_SMALL_SIZES);
-	run->rangecxt = AllocSetContextCreate(runcxt, "migration_runner range",
-										  ALLOCSET_SMALL_SIZES);
-	run->bounds_plan_size = -1;
-	run->home_slice = slice;
 	run->runs_every_slice = hooks->runs_every_slice;
 	*sqlerrcode = 0;
 	PG_TRY();
@@ -561,9 +490,9 @@ mr_run_migration(int64 migration_id, int slice, const RunnerHooks *hooks,
 	}
 	PG_FINALLY();
 	{
-		mr_free_run_plans(run);
-		MemoryContextDelete(run->runcxt);
+		mr_free_run(run);
 	}
 	PG_END_TRY();
 	return outcome;
 }
+
