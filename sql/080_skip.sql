@@ -214,6 +214,34 @@ SELECT count(DISTINCT slice) AS slices FROM migration_batches b
 SELECT n, count(*), array_agg(id ORDER BY id) FILTER (WHERE n <> 1) AS ids
   FROM parts GROUP BY n ORDER BY n;
 
+-- ---------------------------------------------------------------------------
+-- a key of two columns, one of them text with a comma and a quote: the
+-- skipped key is kept as the cursor keeps keys (text[]), and
+-- mig_retry_skipped reads it back to the same key
+CREATE TABLE lines (
+	order_id	int NOT NULL,
+	code		text NOT NULL,
+	qty			text NOT NULL,
+	val			int,
+	n			int NOT NULL DEFAULT 0,
+	PRIMARY KEY (order_id, code)
+);
+INSERT INTO lines SELECT o, c, '1' FROM generate_series(1, 3) o,
+	unnest(ARRAY['a', 'b,c', 'd"e']) c;
+UPDATE lines SET qty = 'one' WHERE (order_id, code) = (2, 'b,c');
+SELECT mig_define('lines_v1', 'lines',
+  $$UPDATE lines SET val = qty::int, n = n + 1
+     WHERE (order_id, code) BETWEEN ($1, $2) AND ($3, $4)$$,
+  batch_size => 4, on_error => 'skip') > 0 AS defined;
+CALL mig_run('lines_v1');
+SELECT status, processed, skipped, cursor FROM migrations WHERE name = 'lines_v1';
+SELECT s.key, s.sqlstate, s.error FROM migration_skipped s
+  JOIN migrations m ON m.id = s.migration_id WHERE m.name = 'lines_v1';
+UPDATE lines SET qty = '1' WHERE (order_id, code) = (2, 'b,c');
+SELECT mig_retry_skipped('lines_v1');
+SELECT status, processed, skipped FROM migrations WHERE name = 'lines_v1';
+SELECT n, count(*), sum(val) FROM lines GROUP BY n ORDER BY n;
+
 \c contrib_regression
 DROP DATABASE regress_mr_skip WITH (FORCE);
 DROP ROLE regress_skip_alice;
