@@ -197,6 +197,18 @@ SELECT * FROM progress('items_transient_v1');
 SELECT count(*) AS skipped_rows FROM skipped_keys('items_transient_v1');
 SELECT n, count(*), min(id), max(id) FROM items GROUP BY n ORDER BY n;
 
+-- ... and neither is the batch's own statement_timeout (57014): key 10
+-- sleeps past it every time; the batch is halved, retried, then failed
+UPDATE items SET n = 0;
+SELECT mig_define('items_timeout_v1', 'items',
+  $$UPDATE items SET n = n + 1 WHERE id BETWEEN $1 AND $2
+       AND (id <> 10 OR pg_sleep(0.3) IS NOT NULL)$$,
+  batch_size => 8, max_retries => 1, statement_timeout => '50ms',
+  on_error => 'skip') > 0 AS defined;
+CALL mig_run('items_timeout_v1');
+SELECT status, processed, skipped, cursor FROM migrations WHERE name = 'items_timeout_v1';
+SELECT count(*) AS skipped_rows FROM skipped_keys('items_timeout_v1');
+
 -- ---------------------------------------------------------------------------
 -- slices under CALL mig_run: each slice skips its own keys, and moves its
 -- own cursor past them
