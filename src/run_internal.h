@@ -69,7 +69,8 @@ typedef struct SkipState
 	int			restore_size;	/* the size to go back to past the window */
 	ErrorData  *error;			/* the error of the key that failed alone */
 	Datum		key;			/* that key (text[], in runcxt), or 0 */
-	bool		recording;		/* this batch records that key's skip */
+	bool		recording;		/* this batch records that key's skip: it
+								 * runs no action, nor any check of it */
 	bool		no_narrow;		/* recording the skip failed: do not narrow */
 } SkipState;
 
