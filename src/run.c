@@ -490,7 +490,7 @@ mr_run_migration(int64 migration_id, int slice, const RunnerHooks *hooks,
 	}
 	PG_FINALLY();
 	{
-		mr_free_run(run);
+		mr_end_run(run);
 	}
 	PG_END_TRY();
 	return outcome;

@@ -192,7 +192,7 @@ extern void mr_check_relation_unchanged(MigrationRun *run);
 /* run.c */
 extern void mr_apply_options(MigrationRun *run, RowState *state);
 extern MigrationRun *mr_new_run(int slice);
-extern void mr_free_run(MigrationRun *run);
+extern void mr_end_run(MigrationRun *run);
 extern void mr_init_run(MigrationRun *run, Migration *m);
 
 /* batch.c */

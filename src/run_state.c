@@ -1,11 +1,10 @@
 /*-------------------------------------------------------------------------
  *
  * run_state.c
- *	  The state of one run of the batch engine (run_internal.h): making and
- *	  freeing it, reading a migration into it, and the options in force,
- *	  which mig_alter may change while it runs.  Shared by the runs of
- *	  run.c and by mig_retry_skipped (skip_retry.c), which runs the action
- *	  as a batch runs it.
+ *	  The state of one run of the batch engine: its memory, the migration
+ *	  read into it, and the options in force, which a batch picks up again
+ *	  when mig_alter changed them.  A run (run.c), a dry run (dry_run.c)
+ *	  and mig_retry_skipped (skip_retry.c) set theirs up alike.
  *
  *-------------------------------------------------------------------------
  */
@@ -13,7 +12,6 @@
 
 #include "utils/memutils.h"
 
-#include "compat.h"
 #include "migration_runner.h"
 #include "run_internal.h"
 
@@ -39,10 +37,7 @@ set_effective_options(MigrationRun *run)
 		run->batch_size = mr_skip_new_batch_size(run, m->batch_size);
 }
 
-/*
- * The run's view of migration m (read in the run's memory): its catalog
- * tables, relation, pinned search_path and options in force.
- */
+/* a managed migration m, read in the run's memory, and its options */
 void
 mr_init_run(MigrationRun *run, Migration *m)
 {
@@ -89,16 +84,15 @@ mr_apply_options(MigrationRun *run, RowState *state)
 	set_effective_options(run);
 }
 
-/* a new run of slice, in memory of its own; mr_free_run frees it */
+/* a new run of slice (0: the migration as one piece), in memory of its own */
 MigrationRun *
 mr_new_run(int slice)
 {
-	MemoryContext runcxt;
-	MigrationRun *run;
+	MemoryContext runcxt = AllocSetContextCreate(TopMemoryContext,
+												 "migration_runner run",
+												 ALLOCSET_DEFAULT_SIZES);
+	MigrationRun *run = MemoryContextAllocZero(runcxt, sizeof(MigrationRun));
 
-	runcxt = AllocSetContextCreate(TopMemoryContext, "migration_runner run",
-								   ALLOCSET_DEFAULT_SIZES);
-	run = MemoryContextAllocZero(runcxt, sizeof(MigrationRun));
 	run->runcxt = runcxt;
 	run->batchcxt = AllocSetContextCreate(runcxt, "migration_runner batch",
 										  ALLOCSET_DEFAULT_SIZES);
@@ -111,8 +105,9 @@ mr_new_run(int slice)
 	return run;
 }
 
+/* free a run's plans and memory, also after an error */
 void
-mr_free_run(MigrationRun *run)
+mr_end_run(MigrationRun *run)
 {
 	mr_free_run_plans(run);
 	MemoryContextDelete(run->runcxt);

@@ -231,7 +231,7 @@ mig_retry_skipped(PG_FUNCTION_ARGS)
 	}
 	PG_FINALLY();
 	{
-		mr_free_run(run);
+		mr_end_run(run);
 	}
 	PG_END_TRY();
 	PG_RETURN_INT64(succeeded);
