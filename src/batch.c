@@ -51,16 +51,6 @@
 #include "migration_runner.h"
 #include "run_internal.h"
 
-typedef struct BatchStats
-{
-	TimestampTz started_at;
-	int			keys;
-	uint64		rows;
-	double		bounds_ms;
-	double		action_ms;
-	double		total_ms;
-} BatchStats;
-
 /*
  * SET CONSTRAINTS ALL IMMEDIATE (deferred = false) or ALL DEFERRED.
  *
@@ -310,8 +300,8 @@ mr_leave_owner(MigrationRun *run, OwnerContext *saved)
  * The data side of the batch, as the migration's owner: its bounds, then
  * the action, unless this batch is the skip of a key that failed alone.
  */
-static void
-run_data_side(MigrationRun *run, BatchStats *stats, Datum *first, Datum *last)
+void
+mr_run_data_side(MigrationRun *run, BatchStats *stats, Datum *first, Datum *last)
 {
 	OwnerContext owner;
 	instr_time	phase;
@@ -497,7 +487,7 @@ batch_step(MigrationRun *run, void *result)
 	}
 	run->carry_bookkeeping_ms += mr_elapsed_ms(start);
 
-	run_data_side(run, &stats, first, last);
+	mr_run_data_side(run, &stats, first, last);
 	if (run->skip.recording)
 		mr_skip_record(run);
 	if (mr_max_lock_waiters > 0 && stats.keys > 0)

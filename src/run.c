@@ -165,11 +165,12 @@ mr_outcome_name(RunOutcome outcome)
 
 /*
  * The high-water mark: read it once, with a snapshot taken after the
- * relation was locked, as the owner, through the index; or read it back
- * from the catalog.  Returns false when the relation has no key at all.
+ * relation was locked, as the owner, through the index, and record it
+ * (unless !record: a dry run); or read it back from the catalog.  Returns
+ * false when the relation has no key at all.
  */
-static bool
-fix_high_water(MigrationRun *run)
+bool
+mr_fix_high_water(MigrationRun *run, bool record)
 {
 	Migration  *m = run->m;
 	CatalogAccess access;
@@ -183,6 +184,8 @@ fix_high_water(MigrationRun *run)
 		return false;
 	mr_key_from_tuple(run, SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
 					  run->high_water, run->runcxt);
+	if (!record)
+		return true;
 	mr_catalog_enter(&access);
 	if (SPI_execute_with_args(psprintf("UPDATE %s SET high_water = $2 WHERE id = $1",
 									   run->catalog),
@@ -193,6 +196,35 @@ fix_high_water(MigrationRun *run)
 		elog(ERROR, "could not record high-water mark");
 	mr_catalog_leave(&access);
 	return true;
+}
+
+/*
+ * Lock and check the relation, its owner and its key, and read the cursor:
+ * what a run and a dry run need before they touch the relation.  Called in
+ * the run's memory context.
+ */
+void
+mr_setup_keys(MigrationRun *run)
+{
+	Migration  *m = run->m;
+
+	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(m->owner)))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("owner role with OID %u no longer exists", m->owner)));
+	mr_lock_relation(run);
+	mr_check_relation_unchanged(run);
+	/* a migration defined by 1.0 may have a key 1.1 refuses */
+	mr_check_key_types(run->m);
+	mr_check_key_index(run->m);
+	mr_setup_key_io(run);
+	if (m->cursor)
+	{
+		Datum		cursor[MR_MAX_KEY_COLUMNS];
+
+		mr_key_from_text(run, m->cursor, cursor);
+		mr_move_cursor(run, cursor);
+	}
 }
 
 /*
@@ -211,25 +243,9 @@ setup_step(MigrationRun *run, void *result)
 
 	/* locking and preparing wait for the relation: not forever */
 	mr_set_local_guc("lock_timeout", psprintf("%d", run->lock_timeout_ms));
-	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(m->owner)))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("owner role with OID %u no longer exists", m->owner)));
-	mr_lock_relation(run);
-	mr_check_relation_unchanged(run);
-	/* a migration defined by 1.0 may have a key 1.1 refuses */
-	mr_check_key_types(run->m);
-	mr_check_key_index(run->m);
-	mr_setup_key_io(run);
-	if (m->cursor)
-	{
-		Datum		cursor[MR_MAX_KEY_COLUMNS];
-
-		mr_key_from_text(run, m->cursor, cursor);
-		mr_move_cursor(run, cursor);
-	}
+	mr_setup_keys(run);
 	mr_prepare_run_plans(run);
-	has_keys = fix_high_water(run);
+	has_keys = mr_fix_high_water(run, true);
 	memcpy(run->upper, run->high_water, sizeof(run->upper));
 	MemoryContextSwitchTo(old);
 
@@ -257,9 +273,8 @@ static bool
 read_migration(MigrationRun *run, int64 migration_id)
 {
 	MemoryContext old = MemoryContextSwitchTo(run->runcxt);
-	Migration  *m;
+	Migration  *m = mr_migration_by_id(migration_id, true);
 
-	m = mr_migration_by_id(migration_id, true);
 	if (m == NULL || !MigrationIsManaged(m))
 		elog(ERROR, "migration " INT64_FORMAT " is not a managed migration",
 			 migration_id);
@@ -495,4 +510,3 @@ mr_run_migration(int64 migration_id, int slice, const RunnerHooks *hooks,
 	PG_END_TRY();
 	return outcome;
 }
-

@@ -3,8 +3,8 @@
  * run_internal.h
  *	  The private state of one run of the batch engine, shared by the files
  *	  that make up the engine (run.c, batch.c, retry.c, skip.c, plans.c,
- *	  keys.c, throttle.c).  api.c and worker.c see MigrationRun only as an opaque
- *	  type through migration_runner.h.
+ *	  keys.c, throttle.c) and skip_retry.c.  api.c and worker.c see
+ *	  MigrationRun only as an opaque type through migration_runner.h.
  *
  *-------------------------------------------------------------------------
  */
@@ -40,6 +40,17 @@ typedef enum BatchResult
  */
 #define ROW_STATE_COLUMNS \
 	"status, ctid, parallel, batch_size, " MR_OPTION_COLUMNS ", NULL::text[], false"
+
+/* what one batch did, and how long its parts took */
+typedef struct BatchStats
+{
+	TimestampTz started_at;
+	int			keys;
+	uint64		rows;
+	double		bounds_ms;
+	double		action_ms;
+	double		total_ms;
+} BatchStats;
 
 typedef struct RowState
 {
@@ -188,19 +199,23 @@ extern void mr_set_local_guc(const char *name, const char *value);
 extern void mr_set_guc_saved(const char *name, const char *value);
 extern void mr_lock_relation(MigrationRun *run);
 extern void mr_check_relation_unchanged(MigrationRun *run);
+extern void mr_setup_keys(MigrationRun *run);
+extern bool mr_fix_high_water(MigrationRun *run, bool record);
 
-/* run.c */
-extern void mr_apply_options(MigrationRun *run, RowState *state);
+/* run_state.c */
 extern MigrationRun *mr_new_run(int slice);
 extern void mr_end_run(MigrationRun *run);
 extern void mr_init_run(MigrationRun *run, Migration *m);
+extern void mr_apply_options(MigrationRun *run, RowState *state);
 
 /* batch.c */
 extern BatchResult mr_run_one_batch(MigrationRun *run);
+extern void mr_set_batch_gucs(MigrationRun *run);
+extern void mr_run_data_side(MigrationRun *run, BatchStats *stats,
+							 Datum *first, Datum *last);
 extern int64 mr_next_batch_number(MigrationRun *run);
 extern void mr_insert_history(MigrationRun *run, int64 batch, Datum *args,
 							  char *nulls);
-extern void mr_set_batch_gucs(MigrationRun *run);
 extern void mr_enter_owner(MigrationRun *run, OwnerContext *saved);
 extern void mr_leave_owner(MigrationRun *run, OwnerContext *saved);
 extern uint64 mr_run_action(MigrationRun *run, Datum *first, Datum *last);

@@ -168,7 +168,7 @@ retry_key(MigrationRun *run, const char *key_text, uint64 *rows)
 	return false;
 }
 
-/* set the run up as a run's setup does, then retry every skipped key */
+/* set the run up as a run's setup does (run.c), then retry every skipped key */
 static int64
 retry_skipped_keys(MigrationRun *run, Migration *m)
 {
@@ -177,14 +177,14 @@ retry_skipped_keys(MigrationRun *run, Migration *m)
 	int			i;
 	int64		succeeded = 0;
 	uint64		rows = 0;
+	MemoryContext old;
 
 	mr_init_run(run, m);
 	SPI_connect();
-	mr_lock_relation(run);
-	mr_check_relation_unchanged(run);
-	mr_check_key_types(m);
-	mr_setup_key_io(run);
+	old = MemoryContextSwitchTo(run->runcxt);
+	mr_setup_keys(run);
 	mr_prepare_action(run);
+	MemoryContextSwitchTo(old);
 
 	nkeys = lock_skipped_keys(run, &keys);
 	for (i = 0; i < nkeys; i++)
