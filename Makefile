@@ -35,6 +35,8 @@ OBJS = \
 	src/run.o \
 	src/run_state.o \
 	src/dry_run.o \
+	src/skip.o \
+	src/skip_retry.o \
 	src/run_end.o \
 	src/split.o \
 	src/slices.o \

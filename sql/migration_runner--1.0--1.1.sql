@@ -408,3 +408,17 @@ RETURNS TABLE (batch integer, first_key text, last_key text, rows bigint,
 			   ms double precision, sample jsonb)
 AS 'MODULE_PATHNAME', 'mig_dry_run'
 LANGUAGE C;
+
+/*
+ * mig_retry_skipped: run the action again, as a batch of that one key, for
+ * every key a migration with on_error 'skip' skipped; each key in a
+ * subtransaction of its own.  A key that now succeeds leaves
+ * migration_skipped (and migrations.skipped) in the same transaction as its
+ * data change; one that fails again stays, with its new error.  Returns how
+ * many succeeded.  Owner, member of the owning role or superuser; allowed
+ * in any status, running too (a skipped key is behind the cursor).
+ */
+CREATE FUNCTION mig_retry_skipped(name text)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'mig_retry_skipped'
+LANGUAGE C;

@@ -28,6 +28,11 @@
  * at any point resumes at the first uncommitted batch and no batch is ever
  * applied twice; that is also why batch commits may be asynchronous.
  *
+ * With on_error 'skip', a batch that fails with a data error is narrowed
+ * down to its failing keys over the next batches (skip.c); a key that fails
+ * alone is skipped by a second run of steps 1-5 in the same transaction,
+ * without its action, which records the skip and moves the cursor past it.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -219,8 +224,12 @@ find_bounds(MigrationRun *run, Datum *first, Datum *last)
 	return n;
 }
 
-static uint64
-run_action(MigrationRun *run, Datum *first, Datum *last)
+/*
+ * Run the action on the keys from first to last, as mr_enter_owner left us;
+ * also for mig_retry_skipped (skip_retry.c), one key at a time.
+ */
+uint64
+mr_run_action(MigrationRun *run, Datum *first, Datum *last)
 {
 	Datum		args[2 * MR_MAX_KEY_COLUMNS];
 	int			nkeys = run->m->nkeys;
@@ -229,6 +238,7 @@ run_action(MigrationRun *run, Datum *first, Datum *last)
 
 	memcpy(args, first, sizeof(Datum) * nkeys);
 	memcpy(args + nkeys, last, sizeof(Datum) * nkeys);
+	set_all_constraints(false);
 	rc = SPI_execute_plan(run->action, args, NULL, false, 0);
 	if (rc < 0)
 		elog(ERROR, "action failed: %s", SPI_result_code_string(rc));
@@ -238,6 +248,7 @@ run_action(MigrationRun *run, Datum *first, Datum *last)
 		run->returned = SPI_tuptable;
 	else if (SPI_tuptable)
 		SPI_freetuptable(SPI_tuptable);
+	set_all_constraints(true);
 	return rows;
 }
 
@@ -263,31 +274,46 @@ note_batch_keys(MigrationRun *run, Datum *first, Datum *last, int nkeys)
 }
 
 /*
- * The data side of the batch, as the migration's owner: its bounds, then
- * the action.  Also what a dry run (dry_run.c) runs of a batch.
+ * Become the migration's owner, in a security-restricted operation, with the
+ * batch's statement_timeout armed, until mr_leave_owner.  No postgres.c loop
+ * arms statement_timeout for these queries (in a worker there is none; in
+ * CALL it was armed for the CALL), so it is armed here.
  */
 void
-mr_run_data_side(MigrationRun *run, BatchStats *stats, Datum *first, Datum *last)
+mr_enter_owner(MigrationRun *run, OwnerContext *saved)
 {
-	Oid			saved_user;
-	int			saved_sec;
-	instr_time	phase;
-
-	GetUserIdAndSecContext(&saved_user, &saved_sec);
-	SetUserIdAndSecContext(run->m->owner, saved_sec | SECURITY_LOCAL_USERID_CHANGE |
+	GetUserIdAndSecContext(&saved->saved_user, &saved->saved_sec);
+	SetUserIdAndSecContext(run->m->owner, saved->saved_sec | SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
-
-	/*
-	 * No postgres.c loop arms statement_timeout for these queries (in a
-	 * worker there is none; in CALL it was armed for the CALL), so arm it
-	 * for the data side of the batch here.
-	 */
 	if (run->statement_timeout_ms > 0)
 	{
 		run->timeout_armed_at = GetCurrentTimestamp();
 		enable_timeout_after(STATEMENT_TIMEOUT, run->statement_timeout_ms);
 	}
+}
 
+void
+mr_leave_owner(MigrationRun *run, OwnerContext *saved)
+{
+	if (run->statement_timeout_ms > 0)
+		disable_timeout(STATEMENT_TIMEOUT, false);
+	run->timeout_armed_at = 0;
+	SetUserIdAndSecContext(saved->saved_user, saved->saved_sec);
+}
+
+/*
+ * The data side of the batch, as the migration's owner: its bounds, then
+ * the action and a verify query that uses the batch's keys, unless this
+ * batch is the skip of a key that failed alone.  Also what a dry run
+ * (dry_run.c) runs of a batch.
+ */
+void
+mr_run_data_side(MigrationRun *run, BatchStats *stats, Datum *first, Datum *last)
+{
+	OwnerContext owner;
+	instr_time	phase;
+
+	mr_enter_owner(run, &owner);
 	INSTR_TIME_SET_CURRENT(phase);
 	stats->keys = find_bounds(run, first, last);
 	stats->bounds_ms = mr_elapsed_ms(phase);
@@ -295,16 +321,14 @@ mr_run_data_side(MigrationRun *run, BatchStats *stats, Datum *first, Datum *last
 	{
 		note_batch_keys(run, first, last, stats->keys);
 		INSTR_TIME_SET_CURRENT(phase);
-		set_all_constraints(false);
-		stats->rows = run_action(run, first, last);
-		mr_verify_batch(run, first, last);
-		set_all_constraints(true);
+		if (!mr_skip_this_key(run))
+		{
+			stats->rows = mr_run_action(run, first, last);
+			mr_verify_batch(run, first, last);
+		}
 		stats->action_ms = mr_elapsed_ms(phase);
 	}
-	if (run->statement_timeout_ms > 0)
-		disable_timeout(STATEMENT_TIMEOUT, false);
-	run->timeout_armed_at = 0;
-	SetUserIdAndSecContext(saved_user, saved_sec);
+	mr_leave_owner(run, &owner);
 }
 
 static void
@@ -364,7 +388,10 @@ record_progress(MigrationRun *run, BatchStats *stats, bool completed)
 		args[9] = Float8GetDatum(stats->action_ms);
 		args[10] = Int32GetDatum(run->attempts + 1);
 		nulls[3] = ' ';
-		nulls[11] = 'n';
+		/* a skip keeps the key's error in the history */
+		args[11] = run->skip.recording ?
+			CStringGetTextDatum(mr_skip_history_note(run)) : (Datum) 0;
+		nulls[11] = run->skip.recording ? ' ' : 'n';
 		mr_insert_history(run, batch, args, nulls);
 	}
 	mr_catalog_leave(&access);
@@ -472,6 +499,8 @@ batch_step(MigrationRun *run, void *result)
 	run->carry_bookkeeping_ms += mr_elapsed_ms(start);
 
 	mr_run_data_side(run, &stats, first, last);
+	if (run->skip.recording)
+		mr_skip_record(run);
 	if (mr_max_lock_waiters > 0 && stats.keys > 0)
 		run->lock_waiters = mr_count_lock_waiters();
 
@@ -517,6 +546,16 @@ mr_run_one_batch(MigrationRun *run)
 	SPI_connect();
 
 	edata = mr_run_guarded(run, batch_step, &result);
+
+	/*
+	 * on_error 'skip': a key whose action failed alone is skipped by a batch
+	 * of that key without its action, in this same transaction (skip.c).
+	 */
+	if (edata != NULL && mr_skip_key_failed(run, edata))
+	{
+		edata = mr_run_guarded(run, batch_step, &result);
+		mr_skip_pass_done(run, edata);
+	}
 	if (edata != NULL)
 	{
 		/* the bounds plans may be half-made if preparing them failed */
@@ -525,10 +564,12 @@ mr_run_one_batch(MigrationRun *run)
 		/* DROP EXTENSION took the catalog away under the batch: just stop */
 		if (!OidIsValid(mr_extension_oid(true)))
 			result = BATCH_NOT_RUNNING;
-		else
+		else if (!mr_skip_narrow(run, edata, &result))
 			result = mr_classify_error(run, edata);
 		run->last_error = edata;
 	}
+	else
+		mr_skip_after_batch(run, result);
 
 	SPI_finish();
 	PopActiveSnapshot();

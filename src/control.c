@@ -105,7 +105,7 @@ mig_reset(PG_FUNCTION_ARGS)
 	m->processed = 0;
 	mr_set_status(m, to,
 				  "started_at = NULL, completed_at = NULL, " MR_CLEAR_ERROR ", "
-				  "processed = 0, scanned = 0, batches = 0, retries = 0, "
+				  "processed = 0, scanned = 0, batches = 0, retries = 0, skipped = 0, "
 				  "cursor = NULL, high_water = NULL, current_batch_size = NULL, "
 				  "throttled = NULL, worker_pid = NULL, last_batch_at = NULL, "
 				  "last_batch_ms = NULL, bounds_ms = 0, action_ms = 0, "

@@ -228,9 +228,12 @@ check_action_writes(MigrationRun *run)
 				 errhint("Drop the table that captures the name, or define a new version of the migration with schema-qualified names.")));
 }
 
-/* the action, analysed with the migration's own path (pg_temp last) */
-static void
-prepare_action(MigrationRun *run)
+/*
+ * the action, analysed with the migration's own path (pg_temp last); also
+ * for mig_retry_skipped
+ */
+void
+mr_prepare_action(MigrationRun *run)
 {
 	Oid			types[2 * MR_MAX_KEY_COLUMNS];
 	int			nestlevel;
@@ -363,7 +366,7 @@ mr_prepare_run_plans(MigrationRun *run)
 void
 mr_prepare_data_plans(MigrationRun *run)
 {
-	prepare_action(run);
+	mr_prepare_action(run);
 	mr_prepare_verify(run);
 	mr_prepare_bounds(run);
 }

@@ -134,8 +134,8 @@ literal_or_null(const char *s)
  * that far, no rows (they were rolled back).  A later successful run of the
  * same batch number replaces the row.
  */
-static void
-record_failed_batch(MigrationRun *run, const char *error)
+void
+mr_record_failed_batch(MigrationRun *run, const char *error)
 {
 	CatalogAccess access;
 	int64		batch = mr_next_batch_number(run);
@@ -203,7 +203,7 @@ mr_record_failure(MigrationRun *run, ErrorData *edata)
 						   quote_literal_cstr(error), literal_or_null(edata->detail),
 						   literal_or_null(edata->hint),
 						   literal_or_null(edata->context)));
-	record_failed_batch(run, error);
+	mr_record_failed_batch(run, error);
 }
 
 void

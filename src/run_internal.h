@@ -2,10 +2,11 @@
  *
  * run_internal.h
  *	  The private state of one run of the batch engine, shared by the files
- *	  that make up the engine (run.c, batch.c, retry.c, plans.c, keys.c,
- *	  throttle.c, slices.c, verify.c) and dry_run.c, which runs batches and
- *	  rolls them back.  api.c and worker.c see MigrationRun only as an opaque
- *	  type through migration_runner.h.
+ *	  that make up the engine (run.c, run_state.c, batch.c, retry.c, skip.c,
+ *	  plans.c, keys.c, throttle.c, slices.c, verify.c), dry_run.c, which
+ *	  runs batches and rolls them back, and skip_retry.c, which runs the
+ *	  action again for skipped keys.  api.c and worker.c see MigrationRun
+ *	  only as an opaque type through migration_runner.h.
  *
  *-------------------------------------------------------------------------
  */
@@ -64,6 +65,36 @@ typedef struct RowState
 	Datum		upper_key;		/* the slice's upper key (text[]), or 0 */
 	bool		slice_done;
 } RowState;
+
+/*
+ * on_error 'skip' (skip.c): a batch that failed with a data error is
+ * narrowed down, across transactions, to the keys whose action fails.  The
+ * window is the failed batch's keys, counted from the cursor: inside it the
+ * batch size is halved on each failure and doubled back (up to the keys
+ * left in the window) on each success; past it the size is restored.  This
+ * state lives in memory only: after a crash a run narrows again from the
+ * committed cursor.
+ */
+typedef struct SkipState
+{
+	bool		narrowing;		/* inside a window */
+	int			slice;			/* the slice the window is in */
+	int64		window_left;	/* keys of the window not yet passed */
+	int			size;			/* the narrowed batch size */
+	int			restore_size;	/* the size to go back to past the window */
+	ErrorData  *error;			/* the error of the key that failed alone */
+	Datum		key;			/* that key (text[], in runcxt), or 0 */
+	bool		recording;		/* this batch records that key's skip: it
+								 * runs no action, nor any check of it */
+	bool		no_narrow;		/* recording the skip failed: do not narrow */
+} SkipState;
+
+/* what mr_enter_owner saves */
+typedef struct OwnerContext
+{
+	Oid			saved_user;
+	int			saved_sec;
+} OwnerContext;
 
 struct MigrationRun
 {
@@ -164,6 +195,8 @@ struct MigrationRun
 	TimestampTz timeout_armed_at;	/* when the batch armed statement_timeout */
 	bool		timed_out;		/* that error was our statement_timeout */
 	ErrorData  *last_error;
+
+	SkipState	skip;
 };
 
 /* one step of a run, guarded by a subtransaction (retry.c) */
@@ -193,6 +226,9 @@ extern void mr_run_data_side(MigrationRun *run, BatchStats *stats,
 extern int64 mr_next_batch_number(MigrationRun *run);
 extern void mr_insert_history(MigrationRun *run, int64 batch, Datum *args,
 							  char *nulls);
+extern void mr_enter_owner(MigrationRun *run, OwnerContext *saved);
+extern void mr_leave_owner(MigrationRun *run, OwnerContext *saved);
+extern uint64 mr_run_action(MigrationRun *run, Datum *first, Datum *last);
 
 /* retry.c */
 extern ErrorData *mr_run_guarded(MigrationRun *run, GuardedStep step,
@@ -200,16 +236,30 @@ extern ErrorData *mr_run_guarded(MigrationRun *run, GuardedStep step,
 extern bool mr_is_transient(int sqlerrcode);
 extern BatchResult mr_classify_error(MigrationRun *run, ErrorData *edata);
 extern void mr_record_failure(MigrationRun *run, ErrorData *edata);
+extern void mr_record_failed_batch(MigrationRun *run, const char *error);
 extern void mr_record_retry(MigrationRun *run, ErrorData *edata,
 							int next_size);
 extern long mr_retry_backoff_ms(int attempt);
 extern bool mr_runner_sleep(long ms);
+
+/* skip.c */
+extern bool mr_is_data_error(MigrationRun *run, ErrorData *edata);
+extern bool mr_skip_key_failed(MigrationRun *run, ErrorData *edata);
+extern void mr_skip_pass_done(MigrationRun *run, ErrorData *edata);
+extern bool mr_skip_this_key(MigrationRun *run);
+extern void mr_skip_record(MigrationRun *run);
+extern const char *mr_skip_history_note(MigrationRun *run);
+extern bool mr_skip_narrow(MigrationRun *run, ErrorData *edata,
+						   BatchResult *result);
+extern void mr_skip_after_batch(MigrationRun *run, BatchResult result);
+extern int	mr_skip_new_batch_size(MigrationRun *run, int size);
 
 /* plans.c */
 extern char *mr_key_list(Migration *m, bool as_row, bool descending);
 extern char *mr_param_list(int first, int n);
 extern char *mr_from_clause(MigrationRun *run);
 extern void mr_prepare_bounds(MigrationRun *run);
+extern void mr_prepare_action(MigrationRun *run);
 extern void mr_prepare_run_plans(MigrationRun *run);
 extern void mr_prepare_data_plans(MigrationRun *run);
 extern void mr_free_run_plans(MigrationRun *run);

@@ -3,8 +3,8 @@
  * run_state.c
  *	  The state of one run of the batch engine: its memory, the migration
  *	  read into it, and the options in force, which a batch picks up again
- *	  when mig_alter changed them.  A run (run.c) and a dry run (dry_run.c)
- *	  set theirs up alike.
+ *	  when mig_alter changed them.  A run (run.c), a dry run (dry_run.c)
+ *	  and mig_retry_skipped (skip_retry.c) set theirs up alike.
  *
  *-------------------------------------------------------------------------
  */
@@ -34,7 +34,7 @@ set_effective_options(MigrationRun *run)
 	run->max_retries = option_or_guc(m->max_retries, mr_max_retries);
 	run->target_batch_ms = option_or_guc(m->target_batch_ms, mr_target_batch_ms);
 	if (run->target_batch_ms <= 0)
-		run->batch_size = m->batch_size;
+		run->batch_size = mr_skip_new_batch_size(run, m->batch_size);
 }
 
 /* a managed migration m, read in the run's memory, and its options */
@@ -74,7 +74,7 @@ mr_apply_options(MigrationRun *run, RowState *state)
 		memcmp(now, state->options, sizeof(now)) == 0)
 		return;
 	if (state->batch_size != m->batch_size)
-		run->batch_size = state->batch_size;
+		run->batch_size = mr_skip_new_batch_size(run, state->batch_size);
 	m->batch_size = state->batch_size;
 	m->batch_delay_ms = state->options[0];
 	m->lock_timeout_ms = state->options[1];
