@@ -109,7 +109,7 @@ mig_reset(PG_FUNCTION_ARGS)
 				  "cursor = NULL, high_water = NULL, current_batch_size = NULL, "
 				  "throttled = NULL, worker_pid = NULL, last_batch_at = NULL, "
 				  "last_batch_ms = NULL, bounds_ms = 0, action_ms = 0, "
-				  "bookkeeping_ms = 0, commit_ms = 0, skipped = 0, "
+				  "bookkeeping_ms = 0, commit_ms = 0, "
 				  "verifying_since = NULL");
 
 	/*
