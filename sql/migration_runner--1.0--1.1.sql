@@ -390,3 +390,13 @@ SELECT m.id,
 	SELECT m.scanned / nullif(greatest(extract(epoch FROM m.completed_at - m.started_at), 0), 0)
 		   AS rows_per_sec
 	 WHERE m.relation IS NOT NULL AND m.batches > 0) run ON m.status = 'completed';
+
+/*
+ * mig_wait_all: wait until every migration named is completed, failed or
+ * cancelled, or the timeout passed; returns each one's status then, in the
+ * order of names.  An unknown name is an error.
+ */
+CREATE FUNCTION mig_wait_all(names text[], timeout interval DEFAULT NULL)
+RETURNS TABLE (name text, status text)
+AS 'MODULE_PATHNAME', 'mig_wait_all'
+LANGUAGE C;

@@ -36,6 +36,7 @@
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
+#include "chain.h"
 #include "compat.h"
 #include "migration_runner.h"
 #include "run_internal.h"
@@ -159,6 +160,8 @@ mr_outcome_name(RunOutcome outcome)
 			return "interrupted";
 		case RUN_SLICES_LEFT:
 			return "slices left to other runners";
+		case RUN_WAITING:
+			return "waiting";
 	}
 	return "unknown";
 }
@@ -391,6 +394,8 @@ run_setup(MigrationRun *run, int64 migration_id)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	if (!read_migration(run, migration_id))
 		result = BATCH_NOT_RUNNING;
+	else if (!mr_chain_ready_to_run(run->m))
+		result = BATCH_WAITING;
 	else
 		result = run_step(run, setup_step);
 	if (result == BATCH_LAST && run->slice == 0)
@@ -475,6 +480,8 @@ run_loop(MigrationRun *run, int64 migration_id, const RunnerHooks *hooks)
 			return RUN_COMPLETED;
 		if (result == BATCH_FAILED)
 			return RUN_FAILED;
+		if (result == BATCH_WAITING)
+			return RUN_WAITING;
 		if (result == BATCH_NO_WORK)
 		{
 			forget_runner_pid(run);

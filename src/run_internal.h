@@ -29,8 +29,10 @@ typedef enum BatchResult
 	BATCH_FAILED,				/* error: migration marked failed */
 	BATCH_NEED_WORK,			/* the runner's slice is done, or it just split
 								 * the migration: it looks for more work */
-	BATCH_NO_WORK				/* no work for this runner; others run the
+	BATCH_NO_WORK,				/* no work for this runner; others run the
 								 * rest, or parallel was lowered below it */
+	BATCH_WAITING				/* setup: a migration it runs after has not
+								 * completed (chain.c) */
 } BatchResult;
 
 /*
