@@ -413,8 +413,8 @@ mr_chain_check_not_continued(Migration *m)
 				 errmsg("migration \"%s\" was continued by migration \"%s\"",
 						m->name, successor),
 				 errdetail("Its remaining keys are migrated by \"%s\".", successor),
-				 errhint("Run \"%s\" instead, or drop it with mig_drop() to run this one again.",
-						 successor)));
+				 errhint("Run \"%s\" instead; only after mig_drop(%s) can this one run again.",
+						 successor, quote_literal_cstr(successor))));
 }
 
 /*

@@ -23,6 +23,7 @@
 #include "utils/tuplestore.h"
 
 #include "api.h"
+#include "chain.h"
 #include "migration_runner.h"
 
 PG_FUNCTION_INFO_V1(mig_pause);
@@ -102,6 +103,8 @@ mig_reset(PG_FUNCTION_ARGS)
 
 	mr_require_managed(m, "mig_reset");
 	mr_check_ownership(m);
+	/* its keys after the cursor are its successor's: keep the note */
+	mr_chain_check_not_continued(m);
 	if (!mr_transition(m, MIG_OP_RESET, &to))
 		PG_RETURN_VOID();
 

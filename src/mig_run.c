@@ -178,6 +178,8 @@ mig_run(PG_FUNCTION_ARGS)
 	m = mr_existing_migration(name, true);
 	mr_require_managed(m, "mig_run");
 	mr_check_ownership(m);
+	/* another migration took over its keys (chain.c) */
+	mr_chain_check_not_continued(m);
 	/* completed: a NOTICE; paused or cancelled: an ERROR (status.c) */
 	if (!mr_transition(m, MIG_OP_RUN, &to))
 	{
@@ -185,7 +187,6 @@ mig_run(PG_FUNCTION_ARGS)
 		PG_RETURN_VOID();
 	}
 	/* nothing changes for a migration that may not run yet */
-	mr_chain_check_not_continued(m);
 	mr_chain_require_ready(m);
 
 	if (mr_runner_is_active(m->id) || !mr_try_lock_runner(m->id, 0))

@@ -232,6 +232,7 @@ extern bool mr_try_lock_runner_for_xact(int64 migration_id, int slice);
 extern void mr_unlock_runner(int64 migration_id, int slice);
 extern bool mr_runner_is_active(int64 migration_id);
 extern bool mr_slice_runner_is_active(int64 migration_id, int slice);
+extern bool mr_slice_runner_is_mine(int64 migration_id, int slice);
 extern bool mr_runner_is_mine(int64 migration_id);
 
 /* launcher.c and worker.c: bgworker entry points */

@@ -568,6 +568,14 @@ mr_run_migration(int64 migration_id, int slice, const RunnerHooks *hooks,
 	}
 	PG_FINALLY();
 	{
+		/*
+		 * The caller releases the lock of the slice it started the run for;
+		 * one the run went on to (CALL mig_run runs the slices in turn) is
+		 * released here, or the session would keep it after the CALL.
+		 */
+		if (run->m != NULL && run->slice > 0 && run->slice != run->home_slice &&
+			mr_slice_runner_is_mine(run->m->id, run->slice))
+			mr_unlock_runner(run->m->id, run->slice);
 		mr_free_run_plans(run);
 		MemoryContextDelete(run->runcxt);
 	}

@@ -112,6 +112,13 @@ mr_slice_runner_is_active(int64 migration_id, int slice)
 	return runner_lock_held(migration_id, slice, false);
 }
 
+/* does this process hold the runner lock of this slice? */
+bool
+mr_slice_runner_is_mine(int64 migration_id, int slice)
+{
+	return runner_lock_held(migration_id, slice, true);
+}
+
 /*
  * Is this process a runner of the migration?  True inside its own batches,
  * in an action that calls the SQL API on the migration it belongs to.
