@@ -46,10 +46,12 @@ OBJS = \
 	src/status.o \
 	src/seed.o \
 	src/control.o \
+	src/chain.o \
 	src/alter.o \
 	src/mig_run.o \
 	src/launcher.o \
 	src/launcher_track.o \
+	src/launcher_checks.o \
 	src/worker.o
 
 # 1.0 as released, the 1.0 -> 1.1 upgrade, and the 1.1 install script, which

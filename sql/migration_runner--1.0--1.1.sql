@@ -422,3 +422,13 @@ CREATE FUNCTION mig_retry_skipped(name text)
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'mig_retry_skipped'
 LANGUAGE C;
+
+/*
+ * mig_wait_all: wait until every migration named is completed, failed or
+ * cancelled, or the timeout passed; returns each one's status then, in the
+ * order of names.  An unknown name is an error.
+ */
+CREATE FUNCTION mig_wait_all(names text[], timeout interval DEFAULT NULL)
+RETURNS TABLE (name text, status text)
+AS 'MODULE_PATHNAME', 'mig_wait_all'
+LANGUAGE C;

@@ -401,7 +401,8 @@ record_progress(MigrationRun *run, BatchStats *stats, bool completed)
 		mr_notify_state_change(run->m->name, MR_STATUS_RUNNING,
 							   MR_STATUS_COMPLETED,
 							   run->m->processed + (int64) stats->rows);
-		mr_announce_change_at_commit();
+		/* the launcher too: migrations that run after this one may start */
+		mr_wake_launcher_at_commit();
 	}
 	run->carry_bookkeeping_ms = mr_elapsed_ms(start);
 	run->carry_commit_ms = 0;

@@ -485,7 +485,9 @@ mr_set_status(Migration *m, const char *new_status, const char *extra_set)
 
 	if (strcmp(m->status, new_status) != 0)
 		mr_notify_state_change(m->name, m->status, new_status, m->processed);
-	if (strcmp(new_status, MR_STATUS_RUNNING) == 0)
+	/* a completion may let the migrations that run after it start */
+	if (strcmp(new_status, MR_STATUS_RUNNING) == 0 ||
+		strcmp(new_status, MR_STATUS_COMPLETED) == 0)
 		mr_wake_launcher_at_commit();
 	else
 		mr_announce_change_at_commit();

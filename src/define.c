@@ -26,6 +26,7 @@
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
+#include "chain.h"
 #include "define.h"
 #include "migration_runner.h"
 
@@ -221,10 +222,11 @@ read_error_options(FunctionCallInfo fcinfo, Migration *m)
 static void
 read_chain_options(FunctionCallInfo fcinfo, Migration *m)
 {
-	if (!PG_ARGISNULL(ARG_CONTINUE_FROM) || !PG_ARGISNULL(ARG_AFTER))
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("continue_from and after are not implemented yet")));
+	mr_chain_read_options(m,
+						  PG_ARGISNULL(ARG_CONTINUE_FROM) ? NULL :
+						  text_to_cstring(PG_GETARG_TEXT_PP(ARG_CONTINUE_FROM)),
+						  PG_ARGISNULL(ARG_AFTER) ? NULL :
+						  PG_GETARG_ARRAYTYPE_P(ARG_AFTER));
 }
 
 /*
@@ -445,7 +447,11 @@ mr_define_migration(FunctionCallInfo fcinfo)
 
 	m->id = insert_definition(m);
 	if (m->id != 0)
+	{
+		/* a new row: take over from the migration it continues */
+		mr_chain_defined(m);
 		return m->id;
+	}
 
 	existing = mr_migration_by_name(m->name, false);
 	if (existing == NULL)

@@ -6,8 +6,9 @@
  *
  * The launcher connects to migration_runner.database and sleeps on its
  * latch.  mig_start and mig_resume set that latch after their transaction
- * commits, and a worker's exit sets it too (bgw_notify_pid), so a started
- * migration begins within milliseconds; the poll interval is only a safety
+ * commits, as does a completion (a migration may run after it), and a
+ * worker's exit sets it too (bgw_notify_pid), so a started migration begins
+ * within milliseconds; the poll interval is only a safety
  * net.  After a restart or a crash it finds the migrations still running and
  * resumes them from their cursors.
  *
@@ -51,6 +52,7 @@
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
+#include "chain.h"
 #include "compat.h"
 #include "launcher.h"
 #include "migration_runner.h"
@@ -102,49 +104,6 @@ mr_register_launcher(void)
 	snprintf(worker.bgw_name, BGW_MAXLEN, "migration_runner launcher");
 	snprintf(worker.bgw_type, BGW_MAXLEN, "migration_runner launcher");
 	RegisterBackgroundWorker(&worker);
-}
-
-/*
- * Why the owner cannot run a worker, or NULL if it can.  A worker connects
- * as the owner, and the connection checks what is checked here; failing
- * there would leave the migration running with a worker that dies at once.
- */
-static char *
-owner_problem(Oid owner)
-{
-	HeapTuple	tuple = SearchSysCache1(AUTHOID, ObjectIdGetDatum(owner));
-	const char *rolname;
-	char	   *problem = NULL;
-
-	if (!HeapTupleIsValid(tuple))
-		return psprintf("owner role with OID %u no longer exists", owner);
-	rolname = NameStr(((Form_pg_authid) GETSTRUCT(tuple))->rolname);
-	if (MR_WORKER_NEEDS_LOGIN && !((Form_pg_authid) GETSTRUCT(tuple))->rolcanlogin)
-		problem = psprintf("owner role \"%s\" cannot log in, and a background worker "
-						   "can connect only as a role with LOGIN before PostgreSQL 17; "
-						   "grant LOGIN or run it with CALL mig_run",
-						   rolname);
-	else if (mr_database_aclcheck(MyDatabaseId, owner, ACL_CONNECT) != ACLCHECK_OK)
-		problem = psprintf("owner role \"%s\" has no CONNECT privilege on database \"%s\", "
-						   "so a background worker cannot connect as it; "
-						   "grant CONNECT or run it with CALL mig_run",
-						   rolname, get_database_name(MyDatabaseId));
-	ReleaseSysCache(tuple);
-	return problem;
-}
-
-static void
-fail_migration(int64 id, const char *problem)
-{
-	Migration  *m = mr_migration_by_id(id, true);
-
-	if (m == NULL || strcmp(m->status, MR_STATUS_RUNNING) != 0)
-		return;
-	ereport(LOG,
-			(errmsg("migration_runner: migration \"%s\" cannot be run: %s",
-					m->name, problem)));
-	mr_set_status(m, MR_STATUS_FAILED,
-				  psprintf("error = %s, worker_pid = NULL", quote_literal_cstr(problem)));
 }
 
 /*
@@ -353,10 +312,11 @@ rank_migration(WorkItem *items, int first, int last, int orphans)
 }
 
 /*
- * Read what needs a worker: slice 0 of each running managed migration
- * without slices; for one with slices, each slice k up to parallel whose
- * row is still running or not made yet (its worker makes it by taking work
- * from the largest slice).  Slices beyond a lowered parallel get no worker
+ * Read what needs a worker, among the running managed migrations whose
+ * prerequisites (after) have all completed: slice 0 of each one without
+ * slices; for one with slices, each slice k up to parallel whose row is
+ * still running or not made yet (its worker makes it by taking work from
+ * the largest slice).  Slices beyond a lowered parallel get no worker
  * of their own: the other runners adopt them.  A done slice needs none,
  * unless such a slice was left without a runner after the other runners
  * stopped looking for work: then a done slice's worker starts again to
@@ -391,6 +351,7 @@ read_work_items(int *n)
 							 "        AS i(slice) "
 							 "  LEFT JOIN %s s ON s.migration_id = m.id AND s.slice = i.slice "
 							 " WHERE m.status = 'running' AND m.relation IS NOT NULL "
+							 "   AND %s "
 							 "   AND (s.slice IS NULL OR s.status = 'running' "
 							 "        OR x.orphans IS NOT NULL) "
 							 " ORDER BY m.started_at, m.id, i.slice",
@@ -398,7 +359,8 @@ read_work_items(int *n)
 							 mr_catalog_table("migration_slices"),
 							 mr_catalog_table("migration_slices"),
 							 MR_MAX_PARALLEL,
-							 mr_catalog_table("migration_slices")),
+							 mr_catalog_table("migration_slices"),
+							 mr_chain_ready_condition("m")),
 					true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read running migrations");
 	tuptable = SPI_tuptable;
@@ -443,26 +405,6 @@ read_work_items(int *n)
 	qsort(items, rows, sizeof(WorkItem), compare_items);
 	*n = rows;
 	return items;
-}
-
-/*
- * Is the migration still running, in a snapshot taken after its runner
- * locks were looked at?  A CALL mig_run that ended since the items were
- * read left its lock free; a worker started for it would hold that lock
- * for a moment and refuse the next CALL.
- */
-static bool
-still_running(int64 id)
-{
-	Oid			argtype = INT8OID;
-	Datum		arg = Int64GetDatum(id);
-
-	/* not read-only: the query takes a new snapshot */
-	if (SPI_execute_with_args(psprintf("SELECT FROM %s WHERE id = $1 AND status = 'running'",
-									   mr_catalog_table("migrations")),
-							  1, &argtype, &arg, NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read migration " INT64_FORMAT, id);
-	return SPI_processed > 0;
 }
 
 /*
@@ -515,12 +457,12 @@ start_workers(void)
 														   slot->retry_at) + 1);
 			continue;
 		}
-		if (!still_running(item->id))
+		if (!mr_still_runnable(item->id))
 			continue;
-		problem = owner_problem(item->owner);
+		problem = mr_owner_problem(item->owner);
 		if (problem != NULL)
 		{
-			fail_migration(item->id, problem);
+			mr_fail_unrunnable(item->id, problem);
 			continue;
 		}
 		slot = mr_tracking_slot(item->id, item->slice);

@@ -1,10 +1,11 @@
 /*-------------------------------------------------------------------------
  *
  * launcher.h
- *	  What the launcher's two halves share: launcher.c decides which
+ *	  What the launcher's three parts share: launcher.c decides which
  *	  migrations and slices get a worker and starts them; launcher_track.c
  *	  remembers the workers it started, judges their exits and keeps the
- *	  crash backoff of each (migration, slice).
+ *	  crash backoff of each (migration, slice); launcher_checks.c checks a
+ *	  migration right before a worker is started for it.
  *
  *-------------------------------------------------------------------------
  */
@@ -45,5 +46,10 @@ extern bool mr_tracked_is_live(int64 migration_id, int slice);
 extern TrackedWorker *mr_tracking_slot(int64 migration_id, int slice);
 extern int	mr_reap_workers(bool have_catalog, bool *freed);
 extern int	mr_count_foreign_workers(void);
+
+/* launcher_checks.c */
+extern char *mr_owner_problem(Oid owner);
+extern void mr_fail_unrunnable(int64 id, const char *problem);
+extern bool mr_still_runnable(int64 id);
 
 #endif							/* MIGRATION_RUNNER_LAUNCHER_H */

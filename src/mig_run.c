@@ -22,6 +22,7 @@
 #include "utils/builtins.h"
 
 #include "api.h"
+#include "chain.h"
 #include "compat.h"
 #include "migration_runner.h"
 
@@ -63,6 +64,10 @@ report_outcome(const char *name, RunOutcome outcome, int sqlerrcode)
 	switch (outcome)
 	{
 		case RUN_COMPLETED:
+			break;
+		case RUN_WAITING:
+			/* a prerequisite was reset since mig_run looked */
+			mr_chain_require_ready(mr_existing_migration(name, false));
 			break;
 		case RUN_SLICES_LEFT:
 			ereport(NOTICE,
@@ -173,12 +178,16 @@ mig_run(PG_FUNCTION_ARGS)
 	m = mr_existing_migration(name, true);
 	mr_require_managed(m, "mig_run");
 	mr_check_ownership(m);
+	/* another migration took over its keys (chain.c) */
+	mr_chain_check_not_continued(m);
 	/* completed: a NOTICE; paused or cancelled: an ERROR (status.c) */
 	if (!mr_transition(m, MIG_OP_RUN, &to))
 	{
 		SPI_finish();
 		PG_RETURN_VOID();
 	}
+	/* nothing changes for a migration that may not run yet */
+	mr_chain_require_ready(m);
 
 	if (mr_runner_is_active(m->id) || !mr_try_lock_runner(m->id, 0))
 		ereport(ERROR,

@@ -200,8 +200,10 @@ typedef enum RunOutcome
 	RUN_STOPPED,				/* paused or cancelled by someone else */
 	RUN_FAILED,					/* an action error marked it failed */
 	RUN_INTERRUPTED,			/* the runner was asked to stop */
-	RUN_SLICES_LEFT				/* no work left for this runner; other
+	RUN_SLICES_LEFT,			/* no work left for this runner; other
 								 * runners finish the migration's slices */
+	RUN_WAITING					/* a migration it runs after has not
+								 * completed: nothing was run */
 } RunOutcome;
 
 /*
@@ -226,9 +228,11 @@ extern bool mr_end_run_after_error(int64 migration_id, int slice,
 
 /* runlock.c */
 extern bool mr_try_lock_runner(int64 migration_id, int slice);
+extern bool mr_try_lock_runner_for_xact(int64 migration_id, int slice);
 extern void mr_unlock_runner(int64 migration_id, int slice);
 extern bool mr_runner_is_active(int64 migration_id);
 extern bool mr_slice_runner_is_active(int64 migration_id, int slice);
+extern bool mr_slice_runner_is_mine(int64 migration_id, int slice);
 extern bool mr_runner_is_mine(int64 migration_id);
 
 /* launcher.c and worker.c: bgworker entry points */

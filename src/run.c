@@ -36,6 +36,7 @@
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
+#include "chain.h"
 #include "compat.h"
 #include "migration_runner.h"
 #include "run_internal.h"
@@ -159,6 +160,8 @@ mr_outcome_name(RunOutcome outcome)
 			return "interrupted";
 		case RUN_SLICES_LEFT:
 			return "slices left to other runners";
+		case RUN_WAITING:
+			return "waiting";
 	}
 	return "unknown";
 }
@@ -348,6 +351,8 @@ run_setup(MigrationRun *run, int64 migration_id)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	if (!read_migration(run, migration_id))
 		result = BATCH_NOT_RUNNING;
+	else if (!mr_chain_ready_to_run(run->m))
+		result = BATCH_WAITING;
 	else
 		result = run_step(run, setup_step);
 	if (result == BATCH_LAST && run->slice == 0 && mr_begin_verifying(run))
@@ -442,6 +447,8 @@ run_loop(MigrationRun *run, int64 migration_id, const RunnerHooks *hooks)
 			ready = verifying = true;
 			continue;
 		}
+		if (result == BATCH_WAITING)
+			return RUN_WAITING;
 		if (result == BATCH_NO_WORK)
 		{
 			forget_runner_pid(run);
@@ -515,6 +522,14 @@ mr_run_migration(int64 migration_id, int slice, const RunnerHooks *hooks,
 	}
 	PG_FINALLY();
 	{
+		/*
+		 * The caller releases the lock of the slice it started the run for;
+		 * one the run went on to (CALL mig_run runs the slices in turn) is
+		 * released here, or the session would keep it after the CALL.
+		 */
+		if (run->m != NULL && run->slice > 0 && run->slice != run->home_slice &&
+			mr_slice_runner_is_mine(run->m->id, run->slice))
+			mr_unlock_runner(run->m->id, run->slice);
 		mr_end_run(run);
 	}
 	PG_END_TRY();

@@ -33,8 +33,10 @@ typedef enum BatchResult
 								 * the migration: it looks for more work */
 	BATCH_NO_WORK,				/* no work for this runner; others run the
 								 * rest, or parallel was lowered below it */
-	BATCH_VERIFY				/* no key left: the final verify query runs
+	BATCH_VERIFY,				/* no key left: the final verify query runs
 								 * next, in a transaction of its own */
+	BATCH_WAITING				/* setup: a migration it runs after has not
+								 * completed (chain.c) */
 } BatchResult;
 
 /*

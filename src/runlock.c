@@ -40,6 +40,20 @@ mr_try_lock_runner(int64 migration_id, int slice)
 	return LockAcquire(&tag, ExclusiveLock, true, true) != LOCKACQUIRE_NOT_AVAIL;
 }
 
+/*
+ * Take the runner lock for the current transaction only, without waiting:
+ * continue_from keeps every runner off the migration it takes over until
+ * its transaction ends.
+ */
+bool
+mr_try_lock_runner_for_xact(int64 migration_id, int slice)
+{
+	LOCKTAG		tag;
+
+	runner_locktag(&tag, migration_id, slice);
+	return LockAcquire(&tag, ExclusiveLock, false, true) != LOCKACQUIRE_NOT_AVAIL;
+}
+
 void
 mr_unlock_runner(int64 migration_id, int slice)
 {
@@ -96,6 +110,13 @@ bool
 mr_slice_runner_is_active(int64 migration_id, int slice)
 {
 	return runner_lock_held(migration_id, slice, false);
+}
+
+/* does this process hold the runner lock of this slice? */
+bool
+mr_slice_runner_is_mine(int64 migration_id, int slice)
+{
+	return runner_lock_held(migration_id, slice, true);
 }
 
 /*

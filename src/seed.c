@@ -26,6 +26,7 @@
 #include "utils/builtins.h"
 
 #include "api.h"
+#include "chain.h"
 #include "migration_runner.h"
 
 PG_FUNCTION_INFO_V1(mig_has_run);
@@ -173,13 +174,20 @@ mig_start(PG_FUNCTION_ARGS)
 	/* privileges first: another role's migration is refused whatever its status */
 	check_start_privileges(m);
 	check_completed_by_other(m);
+	if (MigrationIsManaged(m))
+		mr_chain_check_not_continued(m);
 	if (!mr_transition(m, MIG_OP_START, &to))
 		PG_RETURN_INT64(m->id);
 
 	if (MigrationIsManaged(m))
 	{
-		/* pending, failed or cancelled: go on from the cursor */
-		mr_set_status(m, to, "started_at = now(), " MR_CLEAR_ERROR);
+		/*
+		 * pending, failed or cancelled: go on from the cursor.  One that
+		 * waits for other migrations starts (started_at) when its run does.
+		 */
+		mr_set_status(m, to, mr_chain_is_waiting(m) ?
+					  "started_at = NULL, " MR_CLEAR_ERROR :
+					  "started_at = now(), " MR_CLEAR_ERROR);
 		mr_warn_if_no_worker(m);
 	}
 	else

@@ -2,7 +2,7 @@
 -- argument types, argument names, defaults, return types, language,
 -- volatility and strictness.
 BEGIN;
-SELECT plan(131);
+SELECT plan(133);
 
 SET LOCAL search_path = public;
 
@@ -39,10 +39,14 @@ SELECT is_procedure('public', 'mig_run', ARRAY['text']);
 SELECT function_lang_is('public', 'mig_run', ARRAY['text'], 'c');
 SELECT isnt_strict('public', 'mig_run', ARRAY['text']);
 
+-- mig_wait_all returns a table (name, status): a set
+SELECT has_function('public', 'mig_wait_all', ARRAY['text[]', 'interval']);
+SELECT isnt_strict('public', 'mig_wait_all', ARRAY['text[]', 'interval']);
+
 -- no other overloads of the API's names
 SELECT is((SELECT count(*)::int FROM pg_proc
 			WHERE pronamespace = 'public'::regnamespace AND proname LIKE 'mig\_%'),
-		  14, 'the API has exactly fourteen routines, none overloaded');
+		  15, 'the API has exactly fifteen routines, none overloaded');
 
 -- argument names and defaults, as callers see them (named notation)
 SELECT is(pg_get_function_arguments(p::regprocedure), args, 'arguments of ' || p)
