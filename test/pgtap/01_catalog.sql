@@ -398,7 +398,8 @@ SELECT set_eq(
 		  'function mig_alter(text,integer,integer,interval,interval,interval,integer,interval)',
 		  'function mig_pause(text)', 'function mig_resume(text)', 'function mig_cancel(text)',
 		  'function mig_reset(text)', 'function mig_run(text)', 'function mig_wait(text,interval)',
-		  'function mig_drop(text)', 'function mig_wait_all(text[],interval)'],
+		  'function mig_drop(text)', 'function mig_wait_all(text[],interval)',
+		  'function mig_dry_run(text,integer)', 'function mig_retry_skipped(text)'],
 	'the extension consists of exactly its catalog, view and functions');
 SELECT set_eq(
 	$$SELECT unnest(extconfig)::regclass::text FROM pg_extension WHERE extname = 'migration_runner'$$,

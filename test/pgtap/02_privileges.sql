@@ -3,7 +3,7 @@
 -- the caller's behalf only for migrations the caller owns (or whose owning
 -- role the caller is a member of).
 BEGIN;
-SELECT plan(96);
+SELECT plan(98);
 
 SET LOCAL search_path = public;
 SET LOCAL client_min_messages = warning;
@@ -55,6 +55,8 @@ SELECT function_privs_are(fn, args, 'mr_tap_bob', ARRAY['EXECUTE'])
 	('mig_run', ARRAY['text']),
 	('mig_wait', ARRAY['text', 'interval']),
 	('mig_wait_all', ARRAY['text[]', 'interval']),
+	('mig_dry_run', ARRAY['text', 'integer']),
+	('mig_retry_skipped', ARRAY['text']),
 	('mig_drop', ARRAY['text'])) AS f(fn, args);
 
 -- ---------------------------------------------------------------------------

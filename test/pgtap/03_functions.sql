@@ -2,7 +2,7 @@
 -- argument types, argument names, defaults, return types, language,
 -- volatility and strictness.
 BEGIN;
-SELECT plan(133);
+SELECT plan(143);
 
 SET LOCAL search_path = public;
 
@@ -39,14 +39,28 @@ SELECT is_procedure('public', 'mig_run', ARRAY['text']);
 SELECT function_lang_is('public', 'mig_run', ARRAY['text'], 'c');
 SELECT isnt_strict('public', 'mig_run', ARRAY['text']);
 
--- mig_wait_all returns a table (name, status): a set
+-- mig_wait_all returns a table (name, status), mig_dry_run a table of
+-- batches: sets; mig_retry_skipped a count
 SELECT has_function('public', 'mig_wait_all', ARRAY['text[]', 'interval']);
 SELECT isnt_strict('public', 'mig_wait_all', ARRAY['text[]', 'interval']);
+SELECT has_function('public', 'mig_dry_run', ARRAY['text', 'integer']);
+SELECT isnt_strict('public', 'mig_dry_run', ARRAY['text', 'integer']);
+SELECT function_returns('public', 'mig_dry_run', ARRAY['text', 'integer'], 'setof record');
+SELECT is(pg_get_function_result('mig_dry_run(text,integer)'::regprocedure),
+		  'TABLE(batch integer, first_key text, last_key text, rows bigint, ms double precision, sample jsonb)',
+		  'mig_dry_run returns one row per batch');
+SELECT is(pg_get_function_arguments('mig_dry_run(text,integer)'::regprocedure),
+		  'name text, batches integer DEFAULT 1', 'arguments of mig_dry_run');
+SELECT has_function('public', 'mig_retry_skipped', ARRAY['text']);
+SELECT isnt_strict('public', 'mig_retry_skipped', ARRAY['text']);
+SELECT function_returns('public', 'mig_retry_skipped', ARRAY['text'], 'bigint');
+SELECT function_lang_is('public', 'mig_retry_skipped', ARRAY['text'], 'c');
+SELECT volatility_is('public', 'mig_retry_skipped', ARRAY['text'], 'volatile');
 
 -- no other overloads of the API's names
 SELECT is((SELECT count(*)::int FROM pg_proc
 			WHERE pronamespace = 'public'::regnamespace AND proname LIKE 'mig\_%'),
-		  15, 'the API has exactly fifteen routines, none overloaded');
+		  17, 'the API has exactly seventeen routines, none overloaded');
 
 -- argument names and defaults, as callers see them (named notation)
 SELECT is(pg_get_function_arguments(p::regprocedure), args, 'arguments of ' || p)
