@@ -278,6 +278,53 @@ check_privileges(SPIPlanPtr plan)
 	mr_release_unsaved_plan(cplan);
 }
 
+/*
+ * The define-time check of one of a migration's statements (what: "action"
+ * or "verify query"): errors carry its context, it is parsed as exactly
+ * one statement and prepared under the pinned search_path with the key's
+ * 2k parameters, with SPI connected until close_statement_check.
+ */
+typedef struct StatementCheck
+{
+	ActionContext ctx;
+	ErrorContextCallback errcallback;
+	int			nestlevel;
+} StatementCheck;
+
+static SPIPlanPtr
+open_statement_check(StatementCheck *check, Migration *m, const char *what,
+					 const char *sql, List **queries)
+{
+	List	   *raw;
+
+	check->ctx.name = m->name;
+	check->ctx.what = what;
+	check->ctx.action = sql;
+	check->errcallback.callback = action_error_context;
+	check->errcallback.arg = (void *) &check->ctx;
+	check->errcallback.previous = error_context_stack;
+	error_context_stack = &check->errcallback;
+
+	raw = mr_raw_parser(sql);
+	if (list_length(raw) != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be exactly one SQL statement", what),
+				 errdetail("The %s contains %d statements.", what, list_length(raw))));
+
+	check->nestlevel = use_search_path(m->search_path);
+	SPI_connect();
+	return prepare_statement(m, sql, queries);
+}
+
+static void
+close_statement_check(StatementCheck *check)
+{
+	SPI_finish();
+	AtEOXact_GUC(true, check->nestlevel);
+	error_context_stack = check->errcallback.previous;
+}
+
 /* ----------------------------------------------------------------------------
  * Entry points
  * ----------------------------------------------------------------------------
@@ -292,32 +339,12 @@ char *
 mr_check_action(Migration *m)
 {
 	MemoryContext caller = CurrentMemoryContext;
-	ErrorContextCallback errcallback;
-	ActionContext ctx;
-	List	   *raw;
-	List	   *queries;
+	StatementCheck check;
 	SPIPlanPtr	plan;
+	List	   *queries;
 	char	   *tree;
-	int			nestlevel;
 
-	ctx.name = m->name;
-	ctx.what = "action";
-	ctx.action = m->action;
-	errcallback.callback = action_error_context;
-	errcallback.arg = (void *) &ctx;
-	errcallback.previous = error_context_stack;
-	error_context_stack = &errcallback;
-
-	raw = mr_raw_parser(m->action);
-	if (list_length(raw) != 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("action must be exactly one SQL statement"),
-				 errdetail("The action contains %d statements.", list_length(raw))));
-
-	nestlevel = use_search_path(m->search_path);
-	SPI_connect();
-	plan = prepare_statement(m, m->action, &queries);
+	plan = open_statement_check(&check, m, "action", m->action, &queries);
 	check_statement(m, queries);
 	mr_check_action_writes(m, queries);
 	m->action_target = mr_write_target(queries);
@@ -325,10 +352,7 @@ mr_check_action(Migration *m)
 		mr_warn_column_comparisons(m, queries);
 	check_privileges(plan);
 	tree = MemoryContextStrdup(caller, tree_text(queries));
-	SPI_finish();
-	AtEOXact_GUC(true, nestlevel);
-
-	error_context_stack = errcallback.previous;
+	close_statement_check(&check);
 	return tree;
 }
 
@@ -391,32 +415,12 @@ mr_action_tree_or_null(Migration *m)
 void
 mr_check_verify(Migration *m)
 {
-	ErrorContextCallback errcallback;
-	ActionContext ctx;
-	List	   *raw;
-	List	   *queries;
+	StatementCheck check;
 	SPIPlanPtr	plan;
+	List	   *queries;
 	Query	   *query;
-	int			nestlevel;
 
-	ctx.name = m->name;
-	ctx.what = "verify query";
-	ctx.action = m->verify;
-	errcallback.callback = action_error_context;
-	errcallback.arg = (void *) &ctx;
-	errcallback.previous = error_context_stack;
-	error_context_stack = &errcallback;
-
-	raw = mr_raw_parser(m->verify);
-	if (list_length(raw) != 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("verify query must be exactly one SQL statement"),
-				 errdetail("The verify query contains %d statements.", list_length(raw))));
-
-	nestlevel = use_search_path(m->search_path);
-	SPI_connect();
-	plan = prepare_statement(m, m->verify, &queries);
+	plan = open_statement_check(&check, m, "verify query", m->verify, &queries);
 	query = linitial_node(Query, queries);
 	if (list_length(queries) != 1 || query->commandType != CMD_SELECT ||
 		query->hasModifyingCTE || query->rowMarks != NIL)
@@ -425,10 +429,7 @@ mr_check_verify(Migration *m)
 				 errmsg("verify query must be a SELECT statement"),
 				 errdetail("It returns the rows that are wrong; it must not change or lock anything.")));
 	check_privileges(plan);
-	SPI_finish();
-	AtEOXact_GUC(true, nestlevel);
-
-	error_context_stack = errcallback.previous;
+	close_statement_check(&check);
 }
 
 /* Does the verify query use the batch's keys ($1..$2k)? */
