@@ -157,8 +157,14 @@ for my $sc (@crash)
 			$node,
 			"SELECT batches >= $half OR status <> 'running' FROM mig_status WHERE name = '$name'"),
 		"$label: half of the batches done after the restart");
+	# On a loaded machine the slices may finish before the poll sees half of
+	# the batches; the crash then hits a completed migration, which must
+	# stay completed and exactly once, like a running one.
 	$r = mig_row($node, $name, 'status');
-	is($r->{status}, 'running', "$label: still running at the second crash");
+	like($r->{status}, qr/^(running|completed)$/,
+		"$label: running (or, on a loaded machine, completed) at the second crash");
+	note("$label: the second crash hits a completed migration")
+	  if $r->{status} eq 'completed';
 	ok(crash_restart($node, 'kill9'), "$label: second kill -9 and restart");
 	sliced_consistent_ok($node, $sc, "$label, after crash 2");
 	slice_invariants_ok($node, $sc, "$label, after crash 2");
