@@ -43,8 +43,13 @@ OBJS = \
 	src/control.o \
 	src/alter.o \
 	src/mig_run.o \
+	src/dbstate.o \
+	src/budget.o \
+	src/cluster_launcher.o \
+	src/scheduler.o \
 	src/launcher.o \
 	src/launcher_track.o \
+	src/utility.o \
 	src/worker.o
 
 # 1.0 as released, the 1.0 -> 1.1 upgrade, and the 1.1 install script, which

@@ -97,9 +97,12 @@ mr_warn_if_no_worker(Migration *m)
 		reason = "migration_runner.enabled is off.";
 	else if (mr_max_workers == 0)
 		reason = "migration_runner.max_workers is 0.";
-	else if (strcmp(get_database_name(MyDatabaseId), mr_database) != 0)
-		reason = psprintf("The launcher runs migrations in database \"%s\" only.",
-						  mr_database);
+	else if (!mr_database_served(get_database_name(MyDatabaseId)))
+		reason = mr_database_explicit && strcmp(mr_databases, "*") == 0 ?
+			psprintf("The background workers run migrations in database \"%s\" only (migration_runner.database).",
+					 mr_database) :
+			psprintf("migration_runner.databases does not name database \"%s\".",
+					 get_database_name(MyDatabaseId));
 	if (reason == NULL)
 		return;
 	ereport(WARNING,

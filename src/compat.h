@@ -96,7 +96,10 @@
 #include "catalog/pg_database.h"
 #define mr_database_aclcheck(db, role, mode) \
 	object_aclcheck(DatabaseRelationId, (db), (role), (mode))
+#define mr_database_ownercheck(db, role) \
+	object_ownercheck(DatabaseRelationId, (db), (role))
 #else
+#define mr_database_ownercheck(db, role) pg_database_ownercheck((db), (role))
 #define mr_database_aclcheck(db, role, mode) \
 	pg_database_aclcheck((db), (role), (mode))
 #endif

@@ -1,10 +1,11 @@
 /*-------------------------------------------------------------------------
  *
  * launcher.h
- *	  What the launcher's two halves share: launcher.c decides which
+ *	  What a database's scheduler is made of: launcher.c decides which
  *	  migrations and slices get a worker and starts them; launcher_track.c
  *	  remembers the workers it started, judges their exits and keeps the
- *	  crash backoff of each (migration, slice).
+ *	  crash backoff of each (migration, slice); budget.c shares
+ *	  max_workers between the databases.
  *
  *-------------------------------------------------------------------------
  */
@@ -38,6 +39,16 @@ typedef struct TrackedWorker
 	TimestampTz retry_at;		/* after a crash: no new worker before this */
 	int			backoff_ms;		/* the last crash's wait, 0 after a clean exit */
 } TrackedWorker;
+
+#define MR_SCHEDULER_TYPE	"migration_runner scheduler"
+
+/* launcher.c */
+extern long mr_schedule_workers(bool *busy);
+
+/* budget.c */
+extern void mr_budget_publish(int workers, int wanted);
+extern bool mr_budget_take(void);
+extern void mr_budget_give_back(void);
 
 /* launcher_track.c */
 extern TrackedWorker *mr_find_tracked(int64 migration_id, int slice);

@@ -13,8 +13,8 @@
  * cancelled or ended, or because its slice was done, is not a crash, and
  * the next one may start at once.
  *
- * The launcher's own workers wake it when they exit (bgw_notify_pid).
- * Workers a terminated launcher left behind are not ours: they only count
+ * The scheduler's own workers wake it when they exit (bgw_notify_pid).
+ * Workers a terminated scheduler left behind are not ours: they only count
  * against migration_runner.max_workers.
  *
  *-------------------------------------------------------------------------
@@ -331,9 +331,10 @@ mr_reap_workers(bool have_catalog, bool *freed)
 }
 
 /*
- * Live workers of migration_runner that are not ours: those a launcher
- * terminated before this one started (they survive it).  They count
- * against max_workers like ours, but their exits do not wake us.
+ * Live workers of migration_runner in this database that are not ours:
+ * those a scheduler terminated before this one started (they survive it).
+ * They count against max_workers like ours, but their exits do not wake
+ * us.  (Other databases' workers are counted by their schedulers.)
  */
 int
 mr_count_foreign_workers(void)
@@ -355,7 +356,9 @@ mr_count_foreign_workers(void)
 
 	SPI_connect();
 	if (SPI_execute_with_args("SELECT count(*) FROM pg_catalog.pg_stat_activity "
-							  "WHERE backend_type = $2 AND pid <> ALL ($1)",
+							  "WHERE backend_type = $2 AND pid <> ALL ($1) "
+							  "AND datid = (SELECT oid FROM pg_catalog.pg_database "
+							  "              WHERE datname = pg_catalog.current_database())",
 							  2, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not count the workers of migration_runner");
 	count = (int) DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
