@@ -267,8 +267,14 @@ start_schedulers(int probes)
 		KnownDatabase *k = &known[i];
 		bool		probe;
 
-		if (k->dboid == InvalidOid || !k->seen || k->handle != NULL)
+		if (k->dboid == InvalidOid || !k->seen)
 			continue;
+		if (k->handle != NULL)
+		{
+			/* its scheduler runs: no probe needed */
+			k->probe_pending = false;
+			continue;
+		}
 		if (k->retry_at > now || slot_retry_at > now)
 		{
 			sleep_ms = Min(sleep_ms, TimestampDifferenceMilliseconds(now,
@@ -301,12 +307,19 @@ start_schedulers(int probes)
 	return sleep_ms;
 }
 
-/* a new round of probes: every database served */
+/*
+ * A new round of probes: every database served.  Not while the last round
+ * is still under way: with more databases than MAX_PROBES, the first ones
+ * would otherwise be probed again and again, and the others never.
+ */
 static void
 plan_probes(void)
 {
 	int			i;
 
+	for (i = 0; i < MR_MAX_DATABASES; i++)
+		if (known[i].dboid != InvalidOid && known[i].seen && known[i].probe_pending)
+			return;
 	for (i = 0; i < MR_MAX_DATABASES; i++)
 		if (known[i].dboid != InvalidOid && known[i].seen)
 			known[i].probe_pending = true;
