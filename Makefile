@@ -68,9 +68,9 @@ ISOLATION_OPTS = --temp-instance=./tmp_check_iso \
 else
 REGRESS_OPTS = --load-extension=migration_runner
 ISOLATION_OPTS = --load-extension=migration_runner
-# pg_regress drops and re-creates its database, which the launcher of that
-# server keeps a connection to (migration_runner.database): drop it first,
-# disconnecting the launcher, so that the suite can run again and again.
+# pg_regress drops and re-creates its database, to which the workers of a
+# migration left running by an earlier run may be connected: drop it first,
+# WITH (FORCE), so that the suite can run again and again.
 REGRESS_PREP = existing-server-prep
 endif
 
