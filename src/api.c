@@ -98,11 +98,14 @@ mr_warn_if_no_worker(Migration *m)
 	else if (mr_max_workers == 0)
 		reason = "migration_runner.max_workers is 0.";
 	else if (!mr_database_served(get_database_name(MyDatabaseId)))
-		reason = mr_database_explicit && strcmp(mr_databases, "*") == 0 ?
-			psprintf("The background workers run migrations in database \"%s\" only (migration_runner.database).",
-					 mr_database) :
-			psprintf("migration_runner.databases does not name database \"%s\".",
-					 get_database_name(MyDatabaseId));
+	{
+		const char *only = mr_only_database();
+
+		reason = only != NULL ?
+			psprintf("The launcher runs migrations in database \"%s\" only.", only) :
+			psprintf("The launcher runs migrations in the databases that migration_runner.databases names only: %s.",
+					 mr_databases);
+	}
 	if (reason == NULL)
 		return;
 	ereport(WARNING,

@@ -96,6 +96,28 @@ mr_database_served(const char *dbname)
 	return served;
 }
 
+/*
+ * The only database served, when there is just one (the deprecated setting,
+ * or a list of one name), else NULL.
+ */
+const char *
+mr_only_database(void)
+{
+	char	   *copy;
+	List	   *names;
+	const char *only = NULL;
+
+	if (mr_database_explicit && strcmp(mr_databases, "*") == 0)
+		return mr_database;
+	copy = pstrdup(mr_databases);
+	if (SplitIdentifierString(copy, ',', &names) && list_length(names) == 1 &&
+		strcmp(linitial(names), "*") != 0)
+		only = pstrdup(linitial(names));
+	list_free(names);
+	pfree(copy);
+	return only;
+}
+
 void
 mr_define_gucs(void)
 {

@@ -137,6 +137,7 @@ extern int	mr_max_wal_rate_kb;
 extern int	mr_throttle_sleep_ms;
 extern void mr_define_gucs(void);
 extern bool mr_database_served(const char *dbname);
+extern const char *mr_only_database(void);
 
 /* shmem.c */
 extern bool mr_preloaded;

@@ -40,7 +40,8 @@ my ($ret, $out, $err) = $node->psql('sc', "SELECT mig_start('sc_v1')");
 is($ret, 0, 'mig_start in sc succeeds');
 like($err, qr/WARNING:  no background worker will run migration "sc_v1"/,
 	'mig_start in sc warns that no worker will run it');
-like($err, qr/migration_runner\.databases does not name database "sc"/,
+like($err,
+	qr/runs migrations in the databases that migration_runner\.databases names only: sa,sb/,
 	'... because migration_runner.databases does not name sc');
 for my $db (qw(sa sb))
 {
@@ -78,8 +79,8 @@ for my $db (qw(legacy other))
 }
 ($ret, $out, $err) = $old->psql('other', "SELECT mig_start('other_v1')");
 like($err,
-	qr/run migrations in database "legacy" only \(migration_runner\.database\)/,
-	'mig_start in another database warns, naming the deprecated setting');
+	qr/The launcher runs migrations in database "legacy" only\./,
+	'mig_start in another database warns, naming the database of the deprecated setting');
 ($ret, $out, $err) = $old->psql('legacy', "SELECT mig_start('legacy_v1')");
 unlike($err, qr/no background worker/, 'mig_start in legacy does not warn');
 is(db_wait_done($old, 'legacy', 'legacy_v1'), 'completed',
