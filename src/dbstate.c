@@ -321,6 +321,22 @@ mr_db_block(Oid dboid)
 	LWLockRelease(mr_state->lock);
 }
 
+/* does a command keep schedulers and workers away from this database? */
+bool
+mr_database_blocked(Oid dboid)
+{
+	MrDatabaseEntry *e;
+	bool		blocked;
+
+	if (mr_state == NULL)
+		return false;
+	LWLockAcquire(mr_state->lock, LW_SHARED);
+	e = mr_db_entry(dboid, false);
+	blocked = e != NULL && mr_db_blocked(e);
+	LWLockRelease(mr_state->lock);
+	return blocked;
+}
+
 /* the command is over: schedulers may come back (woken at once if asked) */
 void
 mr_db_unblock(Oid dboid, bool wake)

@@ -451,6 +451,34 @@ still_running(int64 id)
 }
 
 /*
+ * Over its fair share of the budget while another database waits: ask our
+ * newest worker to stop after its batch (one at a time), or withdraw the
+ * request once the share is fair again.
+ */
+static void
+yield_if_over_share(void)
+{
+	pid_t		asked = mr_budget_yield_pid();
+	bool		over = mr_budget_over_share();
+	pid_t		newest;
+
+	if (asked != 0 && mr_tracked_pid_is_live(asked))
+	{
+		if (!over)
+			mr_budget_set_yield_pid(0);
+		return;
+	}
+	newest = over ? mr_newest_worker() : 0;
+	if (newest != asked)
+		mr_budget_set_yield_pid(newest);
+	if (newest != 0)
+		ereport(LOG,
+				(errmsg("migration_runner: asking worker %d of database \"%s\" to stop after its batch for a database that waits for a worker",
+						(int) newest, get_database_name(MyDatabaseId)),
+				 errdetail("The database runs more than its share of migration_runner.max_workers; the migration stays running and goes on from its cursor when a worker is free.")));
+}
+
+/*
  * Start workers for the work items that have none, fairly (above), as far
  * as the server's budget allows (budget.c).  Sets *busy when the scheduler
  * has something to do: a worker of its own runs, or an item waits for one.
@@ -533,6 +561,7 @@ mr_schedule_workers(bool *busy)
 		}
 	}
 	SPI_finish();
+	yield_if_over_share();
 
 	/*
 	 * Workers that are not ours (another database's, or left by a scheduler

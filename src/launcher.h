@@ -49,6 +49,9 @@ extern long mr_schedule_workers(bool *busy);
 extern void mr_budget_publish(int workers, int wanted);
 extern bool mr_budget_take(void);
 extern void mr_budget_give_back(void);
+extern bool mr_budget_over_share(void);
+extern pid_t mr_budget_yield_pid(void);
+extern void mr_budget_set_yield_pid(pid_t pid);
 
 /* launcher_track.c */
 extern TrackedWorker *mr_find_tracked(int64 migration_id, int slice);
@@ -56,5 +59,7 @@ extern bool mr_tracked_is_live(int64 migration_id, int slice);
 extern TrackedWorker *mr_tracking_slot(int64 migration_id, int slice);
 extern int	mr_reap_workers(bool have_catalog, bool *freed);
 extern int	mr_count_foreign_workers(void);
+extern pid_t mr_newest_worker(void);
+extern bool mr_tracked_pid_is_live(pid_t pid);
 
 #endif							/* MIGRATION_RUNNER_LAUNCHER_H */

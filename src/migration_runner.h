@@ -143,6 +143,7 @@ extern const char *mr_only_database(void);
 extern bool mr_preloaded;
 extern void mr_shmem_init(void);
 extern void mr_wake_launcher_at_commit(void);
+extern void mr_wake_database_at_commit(Oid dboid);
 extern void mr_announce_change_at_commit(void);
 extern bool mr_wait_for_change(long timeout_ms);
 extern void mr_wait_done(void);
@@ -159,6 +160,10 @@ extern void mr_scheduler_begin_look(void);
 extern bool mr_scheduler_should_exit(bool busy);
 extern void mr_db_block(Oid dboid);
 extern void mr_db_unblock(Oid dboid, bool wake);
+extern bool mr_database_blocked(Oid dboid);
+
+/* budget.c: in a worker */
+extern bool mr_worker_must_yield(void);
 
 /* catalog.c */
 typedef struct CatalogAccess

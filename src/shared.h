@@ -37,6 +37,8 @@ typedef struct MrDatabaseEntry
 	TimestampTz blocked_until;	/* ... until then at most */
 	int			workers;		/* its live workers (published) */
 	int			wanted;			/* how many it could use (published) */
+	pid_t		yield_pid;		/* its worker asked to stop after its batch,
+								 * to give its place to another database */
 } MrDatabaseEntry;
 
 typedef struct MrSharedState

@@ -36,6 +36,7 @@ static shmem_request_hook_type prev_shmem_request_hook = NULL;
 
 /* what the current transaction must do once it commits */
 static bool wake_launcher_pending = false;
+static Oid	wake_other_database = InvalidOid;
 static bool announce_change_pending = false;
 static bool xact_callback_registered = false;
 
@@ -97,14 +98,18 @@ mr_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PARALLEL_COMMIT:
 			if (wake_launcher_pending && mr_state != NULL)
 				mr_wake_database(MyDatabaseId);
+			if (OidIsValid(wake_other_database) && mr_state != NULL)
+				mr_wake_database(wake_other_database);
 			if (announce_change_pending && mr_state != NULL)
 				ConditionVariableBroadcast(&mr_state->state_changed);
 			wake_launcher_pending = false;
+			wake_other_database = InvalidOid;
 			announce_change_pending = false;
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 			wake_launcher_pending = false;
+			wake_other_database = InvalidOid;
 			announce_change_pending = false;
 			break;
 		default:
@@ -132,6 +137,18 @@ mr_wake_launcher_at_commit(void)
 	mr_ensure_xact_callback();
 	wake_launcher_pending = true;
 	announce_change_pending = true;
+}
+
+/*
+ * Wake the scheduler of another database once the current transaction
+ * commits: one just made by CREATE DATABASE, which may have copied running
+ * migrations from its template.
+ */
+void
+mr_wake_database_at_commit(Oid dboid)
+{
+	mr_ensure_xact_callback();
+	wake_other_database = dboid;
 }
 
 /*

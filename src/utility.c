@@ -13,7 +13,9 @@
  * (SIGTERM, as pg_terminate_backend: the open batch is rolled back), as
  * TimescaleDB does.  The migrations stay running; once the command is over
  * the database's scheduler starts again and they resume from their cursors
- * (after DROP DATABASE there is nothing left to resume).  Only the owner of
+ * (after DROP DATABASE there is nothing left to resume); a copy made with
+ * CREATE DATABASE ... TEMPLATE has the same migrations and cursors, and its
+ * scheduler is woken at commit too.  Only the owner of
  * the database (or a superuser) stops them: anyone else's command fails
  * anyway, and must not disturb the workers.
  *
@@ -192,6 +194,9 @@ mr_process_utility(PlannedStmt *pstmt, const char *queryString,
 
 	if (OidIsValid(freed))
 		mr_db_unblock(freed, !drop);
+	/* a copy of a database with running migrations runs them too */
+	if (OidIsValid(freed) && IsA(stmt, CreatedbStmt))
+		mr_wake_database_at_commit(get_database_oid(((CreatedbStmt *) stmt)->dbname, true));
 	if (creates_extension(stmt))
 		mr_wake_launcher_at_commit();
 }

@@ -7,7 +7,8 @@
 #   - for a database with a running migration, DROP DATABASE, ALTER DATABASE
 #     ... RENAME TO, ... SET TABLESPACE and CREATE DATABASE ... TEMPLATE stop
 #     its scheduler and workers first and succeed; the migration resumes
-#     afterwards (in the copy too) and changes every row exactly once
+#     afterwards (in the copy too) and changes every row exactly once, woken
+#     at once (the launcher no longer polls by then)
 #   - someone who does not own the database cannot stop its workers that way
 use strict;
 use warnings;
@@ -81,6 +82,9 @@ is($node->safe_psql('postgres', $LAUNCHER_SQL), $launcher,
 	'the launcher survived databases dropped under its probes');
 
 # --- a running migration ------------------------------------------------------------
+# From here on the launcher does not poll: what follows must be woken.
+$node->safe_psql('postgres', "ALTER SYSTEM SET migration_runner.poll_interval = '1h'");
+$node->reload;
 busy_database('busy1', 3000);
 my $offset = -s $node->logfile;
 quick_ok('DROP DATABASE busy1', 'DROP DATABASE of a database with a running migration');
