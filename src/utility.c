@@ -117,7 +117,7 @@ stop_database_workers(Oid dboid)
 	n = pgstat_fetch_stat_numbackends();
 	for (i = 1; i <= n; i++)
 	{
-		LocalPgBackendStatus *local = pgstat_fetch_stat_local_beentry(i);
+		LocalPgBackendStatus *local = mr_local_beentry(i);
 		PgBackendStatus *be;
 		const char *type;
 
