@@ -49,9 +49,14 @@ OBJS = \
 	src/chain.o \
 	src/alter.o \
 	src/mig_run.o \
+	src/dbstate.o \
+	src/budget.o \
+	src/cluster_launcher.o \
+	src/scheduler.o \
 	src/launcher.o \
 	src/launcher_track.o \
 	src/launcher_checks.o \
+	src/utility.o \
 	src/worker.o
 
 # 1.0 as released, the 1.0 -> 1.1 upgrade, and the 1.1 install script, which
@@ -70,9 +75,9 @@ ISOLATION_OPTS = --temp-instance=./tmp_check_iso \
 else
 REGRESS_OPTS = --load-extension=migration_runner
 ISOLATION_OPTS = --load-extension=migration_runner
-# pg_regress drops and re-creates its database, which the launcher of that
-# server keeps a connection to (migration_runner.database): drop it first,
-# disconnecting the launcher, so that the suite can run again and again.
+# pg_regress drops and re-creates its database, to which the workers of a
+# migration left running by an earlier run may be connected: drop it first,
+# WITH (FORCE), so that the suite can run again and again.
 REGRESS_PREP = existing-server-prep
 endif
 

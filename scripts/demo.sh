@@ -68,13 +68,10 @@ mr_log "build and install migration_runner (build log: $WORK/build.log)"
 mr_build_install "$WORK/build" "$WORK/build.log"
 
 mr_log "throw-away cluster in $WORK (socket only, worker preloaded)"
-mr_cluster_init "$WORK" "migration_runner.database = 'demo'"
-# the launcher connects to `demo` at start-up: create it first (with the
-# launcher pointed at `postgres`), then restart
-mr_cluster_start -o "-c migration_runner.database=postgres"
-mr_psql postgres -c 'CREATE DATABASE demo'
-mr_as_postgres pg_ctl -D "$MR_PGDATA" -m fast -w -t 60 stop >/dev/null
+mr_cluster_init "$WORK"
+# every database is served (migration_runner.databases = '*'): no restart
 mr_cluster_start
+mr_psql postgres -c 'CREATE DATABASE demo'
 echo "    psql -h $MR_SOCKDIR -p $MR_PGPORT -U postgres demo"
 
 mr_log "users table with $rows rows"

@@ -36,8 +36,8 @@
 # fresh database pgtap<n>_<file> in which `pgtap` and `migration_runner` are
 # already created (files must not CREATE EXTENSION migration_runner again;
 # use IF NOT EXISTS if needed), and the server is restarted with
-# migration_runner.database set to that database, so the background worker
-# serves the file's database and the files are independent of each other.
+# migration_runner.databases set to that database, so the background workers
+# serve the file's database only and the files are independent of each other.
 # Roles are cluster-wide: a file that commits a CREATE ROLE should drop it.
 #
 # Environment: MR_KEEP=1 keeps the temp dir (build copy, logs, clusters);
@@ -201,7 +201,7 @@ pgtap_file() {
 			mr_psql "$db" -c 'CREATE EXTENSION pgtap' \
 				-c 'CREATE EXTENSION migration_runner' &&
 			mr_as_postgres pg_ctl -D "$MR_PGDATA" -m fast -w -t 60 stop &&
-			mr_cluster_start -o "-c migration_runner.database=$db"
+			mr_cluster_start -o "-c migration_runner.databases=$db"
 	} >"$log" 2>&1; then
 		cat "$log"
 		TF=$((TF + 1)) NOTES+=("$base: set-up failed")

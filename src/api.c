@@ -97,9 +97,15 @@ mr_warn_if_no_worker(Migration *m)
 		reason = "migration_runner.enabled is off.";
 	else if (mr_max_workers == 0)
 		reason = "migration_runner.max_workers is 0.";
-	else if (strcmp(get_database_name(MyDatabaseId), mr_database) != 0)
-		reason = psprintf("The launcher runs migrations in database \"%s\" only.",
-						  mr_database);
+	else if (!mr_database_served(get_database_name(MyDatabaseId)))
+	{
+		const char *only = mr_only_database();
+
+		reason = only != NULL ?
+			psprintf("The launcher runs migrations in database \"%s\" only.", only) :
+			psprintf("The launcher runs migrations in the databases that migration_runner.databases names only: %s.",
+					 mr_databases);
+	}
 	if (reason == NULL)
 		return;
 	ereport(WARNING,

@@ -96,9 +96,19 @@
 #include "catalog/pg_database.h"
 #define mr_database_aclcheck(db, role, mode) \
 	object_aclcheck(DatabaseRelationId, (db), (role), (mode))
+#define mr_database_ownercheck(db, role) \
+	object_ownercheck(DatabaseRelationId, (db), (role))
 #else
+#define mr_database_ownercheck(db, role) pg_database_ownercheck((db), (role))
 #define mr_database_aclcheck(db, role, mode) \
 	pg_database_aclcheck((db), (role), (mode))
+#endif
+
+/* 17 renamed the lookup of a backend's status by its (1-based) index */
+#if PG_VERSION_NUM >= 170000
+#define mr_local_beentry(i) pgstat_get_local_beentry_by_index(i)
+#else
+#define mr_local_beentry(i) pgstat_fetch_stat_local_beentry(i)
 #endif
 
 #endif							/* MIGRATION_RUNNER_COMPAT_H */

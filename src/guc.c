@@ -15,12 +15,16 @@
 #include <limits.h>
 
 #include "miscadmin.h"
+#include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/varlena.h"
 
 #include "compat.h"
 #include "migration_runner.h"
 
 char	   *mr_database = NULL;
+bool		mr_database_explicit = false;
+char	   *mr_databases = NULL;
 int			mr_max_workers = 2;
 int			mr_poll_interval_ms = 10000;
 bool		mr_enabled = true;
@@ -38,26 +42,113 @@ int			mr_max_lock_waiters = 0;
 int			mr_max_wal_rate_kb = 0;
 int			mr_throttle_sleep_ms = 1000;
 
+/* migration_runner.database, deprecated: note whether it was set at all */
+static bool
+check_database(char **newval, void **extra, GucSource source)
+{
+	if (source > PGC_S_DYNAMIC_DEFAULT)
+		mr_database_explicit = true;
+	return true;
+}
+
+/* migration_runner.databases: '*' or a list of database names */
+static bool
+check_databases(char **newval, void **extra, GucSource source)
+{
+	char	   *copy = pstrdup(*newval);
+	List	   *names;
+	bool		ok = SplitIdentifierString(copy, ',', &names);
+
+	if (!ok)
+		GUC_check_errdetail("List syntax is invalid.");
+	list_free(names);
+	pfree(copy);
+	return ok;
+}
+
+/*
+ * Do the background workers serve this database?  migration_runner.databases
+ * names them ('*': all); the deprecated migration_runner.database, when it
+ * is set and databases is not, names the only one.
+ */
+bool
+mr_database_served(const char *dbname)
+{
+	char	   *copy;
+	List	   *names;
+	ListCell   *lc;
+	bool		served = false;
+
+	if (mr_database_explicit && strcmp(mr_databases, "*") == 0)
+		return strcmp(dbname, mr_database) == 0;
+	copy = pstrdup(mr_databases);
+	if (!SplitIdentifierString(copy, ',', &names))
+		return false;			/* the check hook rules it out */
+	foreach(lc, names)
+	{
+		const char *name = (const char *) lfirst(lc);
+
+		if (strcmp(name, "*") == 0 || strcmp(name, dbname) == 0)
+			served = true;
+	}
+	list_free(names);
+	pfree(copy);
+	return served;
+}
+
+/*
+ * The only database served, when there is just one (the deprecated setting,
+ * or a list of one name), else NULL.
+ */
+const char *
+mr_only_database(void)
+{
+	char	   *copy;
+	List	   *names;
+	const char *only = NULL;
+
+	if (mr_database_explicit && strcmp(mr_databases, "*") == 0)
+		return mr_database;
+	copy = pstrdup(mr_databases);
+	if (SplitIdentifierString(copy, ',', &names) && list_length(names) == 1 &&
+		strcmp(linitial(names), "*") != 0)
+		only = pstrdup(linitial(names));
+	list_free(names);
+	pfree(copy);
+	return only;
+}
+
 void
 mr_define_gucs(void)
 {
 	/*
-	 * The launcher reads the database once, at postmaster start.  A
-	 * PGC_POSTMASTER parameter can only be created while the preload runs;
-	 * in a session that loads the library on its own (no worker exists) the
-	 * parameter is only informative, so it is created reloadable instead.
+	 * Deprecated: read once, at postmaster start.  A PGC_POSTMASTER
+	 * parameter can only be created while the preload runs; in a session
+	 * that loads the library on its own (no worker exists) the parameter is
+	 * only informative, so it is created reloadable instead.
 	 */
 	GucContext	database_context = process_shared_preload_libraries_in_progress ?
 		PGC_POSTMASTER : PGC_SIGHUP;
 
+	DefineCustomStringVariable("migration_runner.databases",
+							   "Databases whose migrations the background workers run.",
+							   "A comma-separated list of database names, or '*' for every "
+							   "database that allows connections and is not a template.",
+							   &mr_databases,
+							   "*",
+							   PGC_SIGHUP,
+							   GUC_LIST_INPUT,
+							   check_databases, NULL, NULL);
+
 	DefineCustomStringVariable("migration_runner.database",
-							   "Database in which the launcher runs migrations.",
-							   NULL,
+							   "Deprecated: the only database whose migrations the background workers run.",
+							   "Use migration_runner.databases.  When this is set and "
+							   "migration_runner.databases is not, it names the only database served.",
 							   &mr_database,
 							   "postgres",
 							   database_context,
 							   0,
-							   NULL, NULL, NULL);
+							   check_database, NULL, NULL);
 
 	DefineCustomIntVariable("migration_runner.max_workers",
 							"Maximum number of background workers running migrations at once.",

@@ -1,16 +1,17 @@
 /*-------------------------------------------------------------------------
  *
  * launcher.c
- *	  The static background worker that decides which running migrations,
- *	  and which slices of them, need a worker, and starts those workers.
+ *	  What a database's scheduler decides on each look at its catalog:
+ *	  which running migrations, and which slices of them, need a worker, and
+ *	  starting those workers.
  *
- * The launcher connects to migration_runner.database and sleeps on its
- * latch.  mig_start and mig_resume set that latch after their transaction
- * commits, as does a completion (a migration may run after it), and a
- * worker's exit sets it too (bgw_notify_pid), so a started migration begins
- * within milliseconds; the poll interval is only a safety
- * net.  After a restart or a crash it finds the migrations still running and
- * resumes them from their cursors.
+ * The scheduler (scheduler.c) connects to one database and looks whenever
+ * it is woken: mig_start, mig_resume and the like wake it after their
+ * transaction commits, as does a completion (a migration may run after
+ * it), and a worker's exit wakes it too (bgw_notify_pid), so a started
+ * migration begins within milliseconds.  After a restart or a
+ * crash it finds the migrations still running and resumes them from their
+ * cursors.
  *
  * A migration without slices needs one worker (slice 0).  Once its runner
  * has split the keys into slices (parallel > 1), each slice up to parallel
@@ -21,13 +22,14 @@
  *
  * A migration that cannot be run (its owner was dropped, may not connect to
  * the database, or cannot log in before PostgreSQL 17) is marked failed; it
- * never stops the launcher.  Crashed workers are started again after a
+ * never stops the scheduler.  Crashed workers are started again after a
  * backoff per slice (launcher_track.c).
  *
- * migration_runner.max_workers bounds the workers of the whole server, so
- * the workers a terminated launcher left behind count too.  When
- * max_worker_processes has no slot left, the migrations wait (and say so in
- * migrations.throttled) until one frees; that never fails them.
+ * migration_runner.max_workers bounds the workers of the whole server, all
+ * databases together (budget.c), and the workers a terminated scheduler
+ * left behind count too.  When max_worker_processes has no slot left, the
+ * migrations wait (and say so in migrations.throttled) until one frees;
+ * that never fails them.
  *
  *-------------------------------------------------------------------------
  */
@@ -88,23 +90,6 @@ typedef struct WorkItem
 /* a shortage of worker slots: logged once, retried with a growing wait */
 static bool slot_shortage = false;
 static int	slot_backoff_ms = 0;
-
-void
-mr_register_launcher(void)
-{
-	BackgroundWorker worker;
-
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	/* come back after a crash or an error, but never in a tight loop */
-	worker.bgw_restart_time = 5;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "migration_runner");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "mr_launcher_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "migration_runner launcher");
-	snprintf(worker.bgw_type, BGW_MAXLEN, "migration_runner launcher");
-	RegisterBackgroundWorker(&worker);
-}
 
 /*
  * No background worker slot for this migration: say so on the migration
@@ -408,33 +393,74 @@ read_work_items(int *n)
 }
 
 /*
- * Start workers for the work items that have none, fairly (above), up to
- * max_workers.  Returns how long to sleep at most before looking again.
+ * Over its fair share of the budget while another database waits: ask our
+ * newest worker to stop after its batch (one at a time), or withdraw the
+ * request once the share is fair again.
  */
-static long
-start_workers(void)
+static void
+yield_if_over_share(void)
+{
+	pid_t		asked = mr_budget_yield_pid();
+	bool		over = mr_budget_over_share();
+	pid_t		newest;
+
+	if (asked != 0 && mr_tracked_pid_is_live(asked))
+	{
+		if (!over)
+			mr_budget_set_yield_pid(0);
+		return;
+	}
+	newest = over ? mr_newest_worker() : 0;
+	if (newest != asked)
+		mr_budget_set_yield_pid(newest);
+	if (newest != 0)
+		ereport(LOG,
+				(errmsg("migration_runner: asking worker %d of database \"%s\" to stop after its batch for a database that waits for a worker",
+						(int) newest, get_database_name(MyDatabaseId)),
+				 errdetail("The database runs more than its share of migration_runner.max_workers; the migration stays running and goes on from its cursor when a worker is free.")));
+}
+
+/*
+ * Start workers for the work items that have none, fairly (above), as far
+ * as the server's budget allows (budget.c).  Sets *busy when the scheduler
+ * has something to do: a worker of its own runs, or an item waits for one.
+ * Returns how long to sleep at most before looking again.
+ */
+long
+mr_schedule_workers(bool *busy)
 {
 	long		sleep_ms = mr_poll_interval_ms;
 	bool		have_catalog = mr_extension_is_current();
 	bool		freed;
-	int			running = mr_reap_workers(have_catalog, &freed);
-	int			foreign;
+	int			own = mr_reap_workers(have_catalog, &freed);
+	int			running;
 	bool		no_slot = false;
 	bool		waiting = false;
 	WorkItem   *items;
+	int			wanted;
 	int			n;
 	int			i;
 
+	*busy = own > 0;
 	/* a slot is free now: work waiting for one may try at once */
 	if (freed)
 		slot_backoff_ms = 0;
-	if (!have_catalog || !mr_enabled)
+	if (!have_catalog || !mr_enabled || mr_max_workers == 0 ||
+		!mr_database_served(get_database_name(MyDatabaseId)))
+	{
+		mr_budget_publish(own, own);
 		return sleep_ms;
+	}
 
-	foreign = mr_count_foreign_workers();
-	running += foreign;
+	running = own + mr_count_foreign_workers();
 	SPI_connect();
 	items = read_work_items(&n);
+	wanted = running;
+	for (i = 0; i < n; i++)
+		if (!items[i].skip)
+			wanted++;
+	*busy = *busy || wanted > running;
+	mr_budget_publish(running, wanted);
 
 	for (i = 0; i < n; i++)
 	{
@@ -444,11 +470,6 @@ start_workers(void)
 
 		if (item->skip)
 			continue;			/* has a runner, or CALL mig_run has it */
-		if (running >= mr_max_workers)
-		{
-			waiting = true;
-			break;
-		}
 		slot = mr_find_tracked(item->id, item->slice);
 		if (slot != NULL && slot->retry_at > GetCurrentTimestamp())
 		{
@@ -468,18 +489,27 @@ start_workers(void)
 		slot = mr_tracking_slot(item->id, item->slice);
 		if (slot == NULL)
 			break;				/* all tracked entries have live workers */
+		if (!mr_budget_take())
+		{
+			waiting = true;
+			break;
+		}
 		/* after one failed start, the others would fail too */
 		if (no_slot || !start_worker(item, slot))
 		{
 			no_slot = true;
+			mr_budget_give_back();
 			wait_for_slot(item->id, item->name);
 		}
-		running++;
 	}
 	SPI_finish();
+	yield_if_over_share();
 
-	/* inherited workers fill the budget, and their exits do not wake us */
-	if (foreign > 0 && waiting)
+	/*
+	 * Workers that are not ours (another database's, or left by a scheduler
+	 * before us) fill the budget, and their exits may not wake us.
+	 */
+	if (waiting)
 		sleep_ms = Min(sleep_ms, FOREIGN_RECHECK_MS);
 	if (no_slot)
 	{
@@ -490,51 +520,4 @@ start_workers(void)
 	else if (slot_shortage)
 		end_slot_shortage();
 	return sleep_ms;
-}
-
-void
-mr_launcher_main(Datum main_arg)
-{
-	MemoryContext loopcxt;
-
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, die);
-	/* a cancel request has no query to cancel here: ignore it, as pg_cron does */
-	pqsignal(SIGINT, SIG_IGN);
-	BackgroundWorkerUnblockSignals();
-
-	mr_register_launcher_pid();
-	BackgroundWorkerInitializeConnection(mr_database, NULL, 0);
-	pgstat_report_appname("migration_runner launcher");
-
-	loopcxt = AllocSetContextCreate(TopMemoryContext, "migration_runner launcher",
-									ALLOCSET_DEFAULT_SIZES);
-	for (;;)
-	{
-		long		sleep_ms;
-
-		CHECK_FOR_INTERRUPTS();
-		if (ConfigReloadPending)
-		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-		}
-
-		MemoryContextSwitchTo(loopcxt);
-		SetCurrentStatementStartTimestamp();
-		StartTransactionCommand();
-		PushActiveSnapshot(GetTransactionSnapshot());
-		pgstat_report_activity(STATE_RUNNING, "looking for running migrations");
-		sleep_ms = start_workers();
-		PopActiveSnapshot();
-		CommitTransactionCommand();
-		pgstat_report_stat(false);
-		pgstat_report_activity(STATE_IDLE, NULL);
-		MemoryContextSwitchTo(TopMemoryContext);
-		MemoryContextReset(loopcxt);
-
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 Max(sleep_ms, 10L), PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-	}
 }

@@ -1,11 +1,12 @@
 /*-------------------------------------------------------------------------
  *
  * launcher.h
- *	  What the launcher's three parts share: launcher.c decides which
+ *	  What a database's scheduler is made of: launcher.c decides which
  *	  migrations and slices get a worker and starts them; launcher_track.c
  *	  remembers the workers it started, judges their exits and keeps the
  *	  crash backoff of each (migration, slice); launcher_checks.c checks a
- *	  migration right before a worker is started for it.
+ *	  migration right before a worker is started for it; budget.c shares
+ *	  max_workers between the databases.
  *
  *-------------------------------------------------------------------------
  */
@@ -40,12 +41,27 @@ typedef struct TrackedWorker
 	int			backoff_ms;		/* the last crash's wait, 0 after a clean exit */
 } TrackedWorker;
 
+#define MR_SCHEDULER_TYPE	"migration_runner scheduler"
+
+/* launcher.c */
+extern long mr_schedule_workers(bool *busy);
+
+/* budget.c */
+extern void mr_budget_publish(int workers, int wanted);
+extern bool mr_budget_take(void);
+extern void mr_budget_give_back(void);
+extern bool mr_budget_over_share(void);
+extern pid_t mr_budget_yield_pid(void);
+extern void mr_budget_set_yield_pid(pid_t pid);
+
 /* launcher_track.c */
 extern TrackedWorker *mr_find_tracked(int64 migration_id, int slice);
 extern bool mr_tracked_is_live(int64 migration_id, int slice);
 extern TrackedWorker *mr_tracking_slot(int64 migration_id, int slice);
 extern int	mr_reap_workers(bool have_catalog, bool *freed);
 extern int	mr_count_foreign_workers(void);
+extern pid_t mr_newest_worker(void);
+extern bool mr_tracked_pid_is_live(pid_t pid);
 
 /* launcher_checks.c */
 extern char *mr_owner_problem(Oid owner);

@@ -10,11 +10,12 @@
  * it keeps crashing quickly.  The backoff belongs to the slice: the other
  * slices of the migration go on and are started at once if they need a
  * worker.  A worker that exited because its migration was paused,
- * cancelled or ended, or because its slice was done, is not a crash, and
- * the next one may start at once.
+ * cancelled or ended, because its slice was done, or because it gave its
+ * place to another database (budget.c), is not a crash, and the next one
+ * may start at once.
  *
- * The launcher's own workers wake it when they exit (bgw_notify_pid).
- * Workers a terminated launcher left behind are not ours: they only count
+ * The scheduler's own workers wake it when they exit (bgw_notify_pid).
+ * Workers a terminated scheduler left behind are not ours: they only count
  * against migration_runner.max_workers.
  *
  *-------------------------------------------------------------------------
@@ -298,6 +299,7 @@ int
 mr_reap_workers(bool have_catalog, bool *freed)
 {
 	int			running = 0;
+	pid_t		yielding = mr_budget_yield_pid();
 	int			i;
 
 	*freed = false;
@@ -321,7 +323,14 @@ mr_reap_workers(bool have_catalog, bool *freed)
 			case BGWH_POSTMASTER_DIED:
 				pfree(t->handle);
 				t->handle = NULL;
-				if (have_catalog)
+				if (t->pid != 0 && t->pid == yielding)
+				{
+					/* it gave its place to another database: no crash */
+					t->backoff_ms = 0;
+					t->retry_at = 0;
+					mr_budget_set_yield_pid(0);
+				}
+				else if (have_catalog)
 					judge_exit(t);
 				*freed = true;
 				break;
@@ -331,9 +340,10 @@ mr_reap_workers(bool have_catalog, bool *freed)
 }
 
 /*
- * Live workers of migration_runner that are not ours: those a launcher
- * terminated before this one started (they survive it).  They count
- * against max_workers like ours, but their exits do not wake us.
+ * Live workers of migration_runner in this database that are not ours:
+ * those a scheduler terminated before this one started (they survive it).
+ * They count against max_workers like ours, but their exits do not wake
+ * us.  (Other databases' workers are counted by their schedulers.)
  */
 int
 mr_count_foreign_workers(void)
@@ -355,11 +365,38 @@ mr_count_foreign_workers(void)
 
 	SPI_connect();
 	if (SPI_execute_with_args("SELECT count(*) FROM pg_catalog.pg_stat_activity "
-							  "WHERE backend_type = $2 AND pid <> ALL ($1)",
+							  "WHERE backend_type = $2 AND pid <> ALL ($1) "
+							  "AND datid = (SELECT oid FROM pg_catalog.pg_database "
+							  "              WHERE datname = pg_catalog.current_database())",
 							  2, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not count the workers of migration_runner");
 	count = (int) DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
 											  SPI_tuptable->tupdesc, 1, &isnull));
 	SPI_finish();
 	return count;
+}
+
+/* the pid of our worker that started last, 0 if none runs */
+pid_t
+mr_newest_worker(void)
+{
+	TrackedWorker *newest = NULL;
+	int			i;
+
+	for (i = 0; i < MR_MAX_TRACKED; i++)
+		if (tracked[i].handle != NULL && tracked[i].pid != 0 &&
+			(newest == NULL || tracked[i].started_at > newest->started_at))
+			newest = &tracked[i];
+	return newest != NULL ? newest->pid : 0;
+}
+
+bool
+mr_tracked_pid_is_live(pid_t pid)
+{
+	int			i;
+
+	for (i = 0; i < MR_MAX_TRACKED; i++)
+		if (tracked[i].handle != NULL && tracked[i].pid == pid)
+			return true;
+	return false;
 }

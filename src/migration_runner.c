@@ -2,7 +2,8 @@
  *
  * migration_runner.c
  *	  Module entry point: defines the GUCs and, when the library is in
- *	  shared_preload_libraries, the shared state and the launcher.
+ *	  shared_preload_libraries, the shared state, the cluster launcher and
+ *	  the hook on the commands that need a database free of workers.
  *
  *-------------------------------------------------------------------------
  */
@@ -36,4 +37,5 @@ _PG_init(void)
 
 	mr_shmem_init();
 	mr_register_launcher();
+	mr_install_utility_hook();
 }

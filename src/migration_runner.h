@@ -117,6 +117,8 @@ typedef struct Migration
 #define MR_MAX_WORKERS_LIMIT	64
 
 extern char *mr_database;
+extern bool mr_database_explicit;
+extern char *mr_databases;
 extern int	mr_max_workers;
 extern int	mr_poll_interval_ms;
 extern bool mr_enabled;
@@ -134,15 +136,34 @@ extern int	mr_max_lock_waiters;
 extern int	mr_max_wal_rate_kb;
 extern int	mr_throttle_sleep_ms;
 extern void mr_define_gucs(void);
+extern bool mr_database_served(const char *dbname);
+extern const char *mr_only_database(void);
 
 /* shmem.c */
 extern bool mr_preloaded;
 extern void mr_shmem_init(void);
-extern void mr_register_launcher_pid(void);
 extern void mr_wake_launcher_at_commit(void);
+extern void mr_wake_database_at_commit(Oid dboid);
 extern void mr_announce_change_at_commit(void);
 extern bool mr_wait_for_change(long timeout_ms);
 extern void mr_wait_done(void);
+
+/* dbstate.c: wake-ups, schedulers and blocks per database */
+extern void mr_wake_database(Oid dboid);
+extern void mr_register_cluster_launcher(void);
+extern bool mr_take_rescan_all(void);
+extern bool mr_db_may_start(Oid dboid, bool wake_only);
+extern bool mr_db_failed_start(Oid dboid);
+extern void mr_db_forget_missing(const Oid *existing, int n);
+extern bool mr_scheduler_register(void);
+extern void mr_scheduler_begin_look(void);
+extern bool mr_scheduler_should_exit(bool busy);
+extern void mr_db_block(Oid dboid);
+extern void mr_db_unblock(Oid dboid, bool wake);
+extern bool mr_database_blocked(Oid dboid);
+
+/* budget.c: in a worker */
+extern bool mr_worker_must_yield(void);
 
 /* catalog.c */
 typedef struct CatalogAccess
@@ -235,9 +256,13 @@ extern bool mr_slice_runner_is_active(int64 migration_id, int slice);
 extern bool mr_slice_runner_is_mine(int64 migration_id, int slice);
 extern bool mr_runner_is_mine(int64 migration_id);
 
-/* launcher.c and worker.c: bgworker entry points */
+/* bgworker entry points: cluster_launcher.c, scheduler.c, worker.c */
 extern void mr_register_launcher(void);
-extern PGDLLEXPORT void mr_launcher_main(Datum main_arg);
+extern PGDLLEXPORT void mr_cluster_launcher_main(Datum main_arg);
+extern PGDLLEXPORT void mr_scheduler_main(Datum main_arg);
 extern PGDLLEXPORT void mr_worker_main(Datum main_arg);
+
+/* utility.c */
+extern void mr_install_utility_hook(void);
 
 #endif							/* MIGRATION_RUNNER_H */

@@ -1,9 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * shmem.c
- *	  The little shared memory migration_runner uses: where the launcher
- *	  sleeps, and a condition variable that runners broadcast on when a
- *	  migration changes state.
+ *	  The shared memory migration_runner uses (shared.h): where the cluster
+ *	  launcher and each database's scheduler sleep, and a condition variable
+ *	  that runners broadcast on when a migration changes state.
  *
  * Both signals are sent only after the transaction that changed the catalog
  * commits (a transaction callback), so whoever wakes up sees the change:
@@ -21,21 +21,14 @@
 #include "storage/latch.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
-#include "storage/spin.h"
 
 #include "compat.h"
 #include "migration_runner.h"
-
-typedef struct MrSharedState
-{
-	slock_t		mutex;			/* protects launcher_latch */
-	Latch	   *launcher_latch; /* NULL while no launcher runs */
-	ConditionVariable state_changed;	/* a migration changed state */
-} MrSharedState;
+#include "shared.h"
 
 bool		mr_preloaded = false;
 
-static MrSharedState *mr_state = NULL;
+MrSharedState *mr_state = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 #ifdef MR_HAVE_SHMEM_REQUEST_HOOK
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
@@ -43,6 +36,7 @@ static shmem_request_hook_type prev_shmem_request_hook = NULL;
 
 /* what the current transaction must do once it commits */
 static bool wake_launcher_pending = false;
+static Oid	wake_other_database = InvalidOid;
 static bool announce_change_pending = false;
 static bool xact_callback_registered = false;
 
@@ -54,6 +48,7 @@ mr_shmem_request(void)
 		prev_shmem_request_hook();
 #endif
 	RequestAddinShmemSpace(MAXALIGN(sizeof(MrSharedState)));
+	RequestNamedLWLockTranche("migration_runner", 1);
 }
 
 static void
@@ -69,8 +64,8 @@ mr_shmem_startup(void)
 							   &found);
 	if (!found)
 	{
-		SpinLockInit(&mr_state->mutex);
-		mr_state->launcher_latch = NULL;
+		memset(mr_state, 0, sizeof(MrSharedState));
+		mr_state->lock = &(GetNamedLWLockTranche("migration_runner"))->lock;
 		ConditionVariableInit(&mr_state->state_changed);
 	}
 	LWLockRelease(AddinShmemInitLock);
@@ -95,30 +90,6 @@ mr_shmem_init(void)
 }
 
 static void
-mr_forget_launcher(int code, Datum arg)
-{
-	SpinLockAcquire(&mr_state->mutex);
-	if (mr_state->launcher_latch == MyLatch)
-		mr_state->launcher_latch = NULL;
-	SpinLockRelease(&mr_state->mutex);
-}
-
-/*
- * The launcher announces where to wake it.
- */
-void
-mr_register_launcher_pid(void)
-{
-	Assert(mr_state != NULL);
-
-	SpinLockAcquire(&mr_state->mutex);
-	mr_state->launcher_latch = MyLatch;
-	SpinLockRelease(&mr_state->mutex);
-
-	on_shmem_exit(mr_forget_launcher, (Datum) 0);
-}
-
-static void
 mr_xact_callback(XactEvent event, void *arg)
 {
 	switch (event)
@@ -126,20 +97,19 @@ mr_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
 			if (wake_launcher_pending && mr_state != NULL)
-			{
-				SpinLockAcquire(&mr_state->mutex);
-				if (mr_state->launcher_latch != NULL)
-					SetLatch(mr_state->launcher_latch);
-				SpinLockRelease(&mr_state->mutex);
-			}
+				mr_wake_database(MyDatabaseId);
+			if (OidIsValid(wake_other_database) && mr_state != NULL)
+				mr_wake_database(wake_other_database);
 			if (announce_change_pending && mr_state != NULL)
 				ConditionVariableBroadcast(&mr_state->state_changed);
 			wake_launcher_pending = false;
+			wake_other_database = InvalidOid;
 			announce_change_pending = false;
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 			wake_launcher_pending = false;
+			wake_other_database = InvalidOid;
 			announce_change_pending = false;
 			break;
 		default:
@@ -158,7 +128,8 @@ mr_ensure_xact_callback(void)
 }
 
 /*
- * Wake the launcher once the current transaction commits.
+ * Wake the scheduler of the current database once the current transaction
+ * commits (or the cluster launcher, which starts one).
  */
 void
 mr_wake_launcher_at_commit(void)
@@ -166,6 +137,18 @@ mr_wake_launcher_at_commit(void)
 	mr_ensure_xact_callback();
 	wake_launcher_pending = true;
 	announce_change_pending = true;
+}
+
+/*
+ * Wake the scheduler of another database once the current transaction
+ * commits: one just made by CREATE DATABASE, which may have copied running
+ * migrations from its template.
+ */
+void
+mr_wake_database_at_commit(Oid dboid)
+{
+	mr_ensure_xact_callback();
+	wake_other_database = dboid;
 }
 
 /*

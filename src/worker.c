@@ -60,11 +60,14 @@ worker_commit_and_begin(void)
 	StartTransactionCommand();
 }
 
-/* a dropped extension ends the worker quietly between batches */
+/*
+ * A dropped extension ends the worker quietly between batches, and so does
+ * its scheduler's request to give its place to another database (budget.c).
+ */
 static bool
 worker_should_stop(void)
 {
-	return !mr_extension_is_current();
+	return !mr_extension_is_current() || mr_worker_must_yield();
 }
 
 static const RunnerHooks worker_hooks = {
@@ -205,6 +208,9 @@ mr_worker_main(Datum main_arg)
 		elog(FATAL, "migration_runner worker started without an owner");
 	BackgroundWorkerInitializeConnectionByOid(args.database, args.owner,
 											  MR_BGWORKER_CONNECT_FLAGS);
+	/* DROP DATABASE or the like is about to run there: keep away */
+	if (mr_database_blocked(MyDatabaseId))
+		proc_exit(0);
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();

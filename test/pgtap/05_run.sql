@@ -1,5 +1,5 @@
 -- Runs: CALL mig_run end to end, a failing action and its resumption, a
--- composite key, and (when this database is the one the launcher serves)
+-- composite key, and (when migration_runner.databases serves this database)
 -- the background worker.  CALL mig_run commits after every batch, so this
 -- file runs without a wrapping transaction and drops what it created at the
 -- end.
@@ -175,8 +175,8 @@ SELECT is((SELECT count(*)::int FROM migration_batches b JOIN migrations m ON m.
 			WHERE m.name = 'tap_grow_v1'), 2, 'the history has two batches');
 
 -- ---------------------------------------------------------------------------
--- 6. the background worker, when this database is the launcher's
-SELECT current_setting('migration_runner.database', true) = current_database() AS worker_here \gset
+-- 6. the background worker, when this database is served
+SELECT current_setting('migration_runner.databases', true) IN ('*', current_database()) AS worker_here \gset
 \if :worker_here
 CREATE TABLE tap_run_worker (id int PRIMARY KEY, v int NOT NULL DEFAULT 0);
 INSERT INTO tap_run_worker (id) SELECT generate_series(1, 500);
@@ -191,7 +191,7 @@ SELECT is((SELECT ROW(min(v), max(v))::text FROM tap_run_worker), ROW(1, 1)::tex
 		  'the worker changed every row exactly once');
 DROP TABLE tap_run_worker;
 \else
-SELECT skip('the launcher serves another database (migration_runner.database)', 5);
+SELECT skip('the background workers serve other databases (migration_runner.databases)', 5);
 \endif
 
 -- ---------------------------------------------------------------------------

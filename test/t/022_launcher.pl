@@ -67,10 +67,11 @@ my $LAUNCHER_SQL =
   "SELECT pid FROM pg_stat_activity WHERE backend_type = 'migration_runner launcher'";
 
 # --- no free background worker slot ------------------------------------------------
-# Two slots: the launcher's and one for a worker (no logical replication
-# launcher, no parallel workers to take one).
+# Three slots: the launcher's, the scheduler's of database postgres and one
+# for a worker (no logical replication launcher, no parallel workers to take
+# one).
 my $slots = mig_node('mrtap_launcher_slots', conf => qq{
-max_worker_processes = 2
+max_worker_processes = 3
 max_logical_replication_workers = 0
 max_parallel_workers = 0
 migration_runner.max_workers = 4

@@ -194,7 +194,7 @@ sub restore_and_check
 	$node->append_conf('postgresql.conf',
 		    "max_worker_processes = 16\n"
 		  . "shared_preload_libraries = 'migration_runner'\n"
-		  . "migration_runner.database = 'restored'\n");
+		  . "migration_runner.databases = 'restored'\n");
 	$node->start;
 	$node->safe_psql('postgres', 'CREATE ROLE app LOGIN');
 	$node->safe_psql('postgres', 'CREATE DATABASE restored');

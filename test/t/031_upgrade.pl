@@ -98,7 +98,7 @@ $node->append_conf('postgresql.conf', qq{
 max_worker_processes = 16
 log_min_messages = debug1
 shared_preload_libraries = 'migration_runner'
-migration_runner.database = 'postgres'
+migration_runner.databases = 'postgres'
 migration_runner.max_workers = 4
 migration_runner.poll_interval = '200ms'
 timezone = 'America/New_York'

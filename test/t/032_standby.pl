@@ -26,7 +26,7 @@ my $conf = qq{
 max_worker_processes = 16
 log_min_messages = debug1
 shared_preload_libraries = 'migration_runner'
-migration_runner.database = 'postgres'
+migration_runner.databases = 'postgres'
 };
 
 my $runner_sql = q{SELECT count(*) FROM pg_stat_activity

@@ -62,7 +62,7 @@ sub mig_node
 	  . "log_min_messages = debug1\n";
 	$conf .=
 	    "shared_preload_libraries = 'migration_runner'\n"
-	  . "migration_runner.database = 'postgres'\n"
+	  . "migration_runner.databases = 'postgres'\n"
 	  if $preload;
 	$conf .= $opts{conf} if defined $opts{conf};
 	$node->append_conf('postgresql.conf', $conf);
