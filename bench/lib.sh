@@ -112,7 +112,7 @@ effective_cache_size = 16GB
 jit = off
 max_worker_processes = 16
 log_min_messages = warning
-migration_runner.database = 'postgres'
+migration_runner.databases = 'postgres'
 EOF
 		cat
 	} >> "$PGDATA/postgresql.conf"

@@ -111,7 +111,7 @@ log_checkpoints = off
 log_autovacuum_min_duration = -1
 max_worker_processes = $(( MAXW + 12 ))
 shared_preload_libraries = 'migration_runner'
-migration_runner.database = 'bench'
+migration_runner.databases = 'bench'
 migration_runner.max_workers = $MAXW
 # keep every batch: the check reads their key ranges
 migration_runner.history_size = 1000000

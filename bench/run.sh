@@ -196,7 +196,7 @@ EOF
 if [ "$EXT_OK" = 1 ]; then
 	cat >> "$PGDATA/postgresql.conf" <<EOF
 shared_preload_libraries = 'migration_runner'
-migration_runner.database = 'bench'
+migration_runner.databases = 'bench'
 # keep every batch of a bench run in migration_batches
 migration_runner.history_size = 1000000
 EOF
