@@ -356,6 +356,9 @@ sub skipped_of
 	my $b1 = mig_row($node, 'dep_v2', 'batches')->{batches};
 	ok(poll_true($node, "SELECT batches > $b1 + 2 FROM migrations WHERE name = 'dep_v2'"),
 		'after/reset: a dependent already running goes on (the order is checked when a run starts)');
+	is($node->safe_psql('postgres',
+		"SELECT status || ' ' || coalesce(waiting_for, '-') FROM mig_status WHERE name = 'dep_v2'"),
+		'running pre_v2 (pending)', 'after/reset: mig_status shows it running, with what it waits for');
 	# its worker ends: the next run's setup sees the prerequisite pending
 	my $pid = wait_for_worker($node, 'dep_v2');
 	$node->safe_psql('postgres', "SELECT pg_terminate_backend($pid)");
