@@ -298,6 +298,10 @@ SELECT m.name,
 GRANT SELECT ON mig_slices TO PUBLIC;
 
 /*
+ * 'waiting' is a running migration with a prerequisite not completed and no
+ * runner: one whose run had started before a prerequisite was reset goes on
+ * running (the order is checked as a run starts), and shows as running.
+ *
  * mig_status with slices: processed, scanned and batches add the slices'
  * counters while they run; worker_pid is the lowest of the slices' workers,
  * current_batch_size the largest of theirs and last_batch_ms that of the
@@ -308,7 +312,8 @@ CREATE OR REPLACE VIEW mig_status AS
 SELECT m.id,
 	   m.name,
 	   CASE WHEN m.status = 'running' AND m.verifying_since IS NOT NULL THEN 'verifying'
-			WHEN m.status = 'running' AND w.waiting_for IS NOT NULL THEN 'waiting'
+			WHEN m.status = 'running' AND w.waiting_for IS NOT NULL
+				 AND coalesce(m.worker_pid, sl.worker_pid) IS NULL THEN 'waiting'
 			ELSE m.status END AS status,
 	   CASE WHEN m.relation IS NULL THEN 'application' ELSE 'managed' END AS kind,
 	   m.owner,
