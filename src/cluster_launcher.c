@@ -44,6 +44,7 @@
 #include "launcher.h"
 #include "migration_runner.h"
 #include "shared.h"
+#include "worker.h"
 
 /* at most this many probes at once */
 #define MAX_PROBES			2
@@ -172,18 +173,11 @@ start_scheduler(KnownDatabase *k)
 	MemoryContext old;
 	bool		ok;
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = BGW_NEVER_RESTART;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "migration_runner");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "mr_scheduler_main");
+	mr_describe_dynamic_worker(&worker, "mr_scheduler_main", MR_SCHEDULER_TYPE);
 	snprintf(worker.bgw_name, BGW_MAXLEN, "migration_runner scheduler for %s",
 			 k->name);
-	snprintf(worker.bgw_type, BGW_MAXLEN, MR_SCHEDULER_TYPE);
 	worker.bgw_main_arg = ObjectIdGetDatum(k->dboid);
 	memcpy(worker.bgw_extra, &k->dboid, sizeof(Oid));
-	worker.bgw_notify_pid = MyProcPid;
 
 	old = MemoryContextSwitchTo(TopMemoryContext);
 	ok = RegisterDynamicBackgroundWorker(&worker, &handle);

@@ -150,20 +150,13 @@ start_worker(WorkItem *item, TrackedWorker *slot)
 	MemoryContext old;
 	bool		ok;
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = BGW_NEVER_RESTART;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "migration_runner");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "mr_worker_main");
+	mr_describe_dynamic_worker(&worker, "mr_worker_main", MR_WORKER_TYPE);
 	if (item->slice == 0)
 		snprintf(worker.bgw_name, BGW_MAXLEN, "migration_runner worker for %s",
 				 item->name);
 	else
 		snprintf(worker.bgw_name, BGW_MAXLEN, "migration_runner worker for %s slice %d",
 				 item->name, item->slice);
-	snprintf(worker.bgw_type, BGW_MAXLEN, MR_WORKER_TYPE);
-	worker.bgw_notify_pid = MyProcPid;
 	memset(&args, 0, sizeof(args));
 	args.database = MyDatabaseId;
 	args.owner = item->owner;

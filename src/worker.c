@@ -253,3 +253,22 @@ mr_worker_main(Datum main_arg)
 	log_outcome(name, args.slice, outcome);
 	proc_exit(0);
 }
+
+/*
+ * Fill in what every dynamic worker of ours has in common: a database
+ * connection, started after recovery, never restarted by the postmaster
+ * (whoever starts it judges its exit), reporting to the caller.
+ */
+void
+mr_describe_dynamic_worker(BackgroundWorker *worker, const char *function_name,
+						   const char *type)
+{
+	memset(worker, 0, sizeof(*worker));
+	worker->bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker->bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker->bgw_restart_time = BGW_NEVER_RESTART;
+	snprintf(worker->bgw_library_name, BGW_MAXLEN, "migration_runner");
+	snprintf(worker->bgw_function_name, BGW_MAXLEN, "%s", function_name);
+	snprintf(worker->bgw_type, BGW_MAXLEN, "%s", type);
+	worker->bgw_notify_pid = MyProcPid;
+}

@@ -1,7 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * worker.h
- *	  What the launcher passes to a migration worker in bgw_extra.
+ *	  What the launcher passes to a migration worker in bgw_extra, and how
+ *	  the launcher and the schedulers describe the dynamic workers they
+ *	  start.
  *
  *-------------------------------------------------------------------------
  */
@@ -20,5 +22,9 @@ typedef struct MigrationWorkerArgs
 
 StaticAssertDecl(sizeof(MigrationWorkerArgs) <= BGW_EXTRALEN,
 				 "MigrationWorkerArgs must fit in bgw_extra");
+
+extern void mr_describe_dynamic_worker(BackgroundWorker *worker,
+									   const char *function_name,
+									   const char *type);
 
 #endif							/* MIGRATION_RUNNER_WORKER_H */
