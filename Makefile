@@ -34,6 +34,8 @@ OBJS = \
 	src/retry.o \
 	src/run.o \
 	src/run_state.o \
+	src/shard.o \
+	src/citus_run.o \
 	src/dry_run.o \
 	src/skip.o \
 	src/skip_retry.o \

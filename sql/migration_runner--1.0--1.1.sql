@@ -177,8 +177,24 @@ CREATE TABLE migration_slices (
 	action_ms			double precision NOT NULL DEFAULT 0,
 	bookkeeping_ms		double precision NOT NULL DEFAULT 0,
 	commit_ms			double precision NOT NULL DEFAULT 0,
+	/*
+	 * A slice of a per-shard run on a Citus table (citus_run.c) is one shard:
+	 * its placement's node runs it as a migration of its own (local_id in
+	 * that node's catalog, which holds the true cursor); these columns
+	 * mirror it.  base_* count what earlier placements of the shard did
+	 * before a move.  waiting_since is set while its node cannot be reached.
+	 */
+	shard_id			bigint,
+	placement_id		bigint,
+	node				text,
+	local_id			bigint,
+	base_processed		bigint NOT NULL DEFAULT 0,
+	base_batches		bigint NOT NULL DEFAULT 0,
+	waiting_since		timestamptz,
+	wait_error			text,
 	PRIMARY KEY (migration_id, slice),
-	CONSTRAINT migration_slices_slice_check CHECK (slice BETWEEN 1 AND 64),
+	CONSTRAINT migration_slices_slice_check
+		CHECK (slice BETWEEN 1 AND 64 OR (shard_id IS NOT NULL AND slice > 0)),
 	CONSTRAINT migration_slices_status_check CHECK (status IN ('running', 'done'))
 );
 
@@ -215,6 +231,29 @@ ALTER TABLE migrations
 	ADD CONSTRAINT migrations_on_error_check CHECK (on_error IN ('fail', 'skip')),
 	ADD CONSTRAINT migrations_max_skipped_check CHECK (max_skipped >= 0),
 	ADD CONSTRAINT migrations_skipped_check CHECK (skipped >= 0);
+
+/*
+ * Distributed tables (Citus).  mig_define records how the relation is
+ * distributed: 'hash', 'range', 'append', 'reference' or 'single' (Citus'
+ * pg_dist_partition), its distribution column and colocation group, and
+ * whether a run goes shard by shard (per_shard: hash-distributed, the key
+ * contains the distribution column, migration_runner.citus_shards on).
+ * citus_run counts the runs that split the migration into shards.  On a
+ * node, a migration that runs one shard placement for a coordinator's
+ * migration has coordinator_id, shard_id and placement_id set; the node's
+ * own workers leave it to the coordinator.
+ */
+ALTER TABLE migrations
+	ADD COLUMN distribution text,
+	ADD COLUMN distribution_column text,
+	ADD COLUMN colocation_id integer,
+	ADD COLUMN per_shard boolean NOT NULL DEFAULT false,
+	ADD COLUMN citus_run integer NOT NULL DEFAULT 0,
+	ADD COLUMN coordinator_id bigint,
+	ADD COLUMN shard_id bigint,
+	ADD COLUMN placement_id bigint,
+	ADD CONSTRAINT migrations_distribution_check
+		CHECK (distribution IN ('hash', 'range', 'append', 'reference', 'single'));
 
 /*
  * The keys a migration with on_error 'skip' could not migrate: each is
@@ -291,7 +330,11 @@ SELECT m.name,
 	   s.cursor::text AS cursor,
 	   s.processed,
 	   s.batches,
-	   s.worker_pid
+	   s.worker_pid,
+	   s.shard_id,
+	   s.node,
+	   s.waiting_since,
+	   s.wait_error
   FROM migration_slices s
   JOIN migrations m ON m.id = s.migration_id;
 
@@ -344,7 +387,7 @@ SELECT m.id,
 	   CASE WHEN m.action IS NULL OR pg_catalog.pg_has_role(m.owner, 'USAGE')
 			THEN m.action ELSE '<insufficient privilege>' END AS action,
 	   m.skipped,
-	   w.waiting_for
+	   coalesce(w.waiting_for, sl.waiting_for) AS waiting_for
   FROM migrations m
   LEFT JOIN pg_catalog.pg_class c ON c.oid = m.relation
   CROSS JOIN LATERAL (
@@ -356,7 +399,9 @@ SELECT m.id,
 		   count(*) AS n,
 		   max(s.current_batch_size) AS current_batch_size,
 		   (array_agg(s.last_batch_ms ORDER BY s.last_batch_at DESC NULLS LAST))[1]
-			   AS last_batch_ms
+			   AS last_batch_ms,
+		   string_agg(DISTINCT 'node ' || s.node, ', ')
+			   FILTER (WHERE s.waiting_since IS NOT NULL) AS waiting_for
 	  FROM migration_slices s
 	 WHERE s.migration_id = m.id) sl
   LEFT JOIN LATERAL (
@@ -436,4 +481,56 @@ LANGUAGE C;
 CREATE FUNCTION mig_wait_all(names text[], timeout interval DEFAULT NULL)
 RETURNS TABLE (name text, status text)
 AS 'MODULE_PATHNAME', 'mig_wait_all'
+LANGUAGE C;
+
+/*
+ * Per-shard runs on Citus (shard.c, shard_batch.c, citus_run.c).  The
+ * coordinator's runner calls these on the node that holds a shard's
+ * placement, connected as the migration's owner; they are not meant to be
+ * called by hand.
+ *
+ * mig_shard_prepare: define (once; the same call again returns the same
+ * id) and start this node's migration of one shard placement of the
+ * distributed table relation: the action, analysed as the caller with
+ * search_path, is turned into the same statement on the shard table; the
+ * run starts after cursor (NULL: from the first key).
+ */
+CREATE FUNCTION mig_shard_prepare(coordinator_id bigint,
+								  run integer,
+								  shard_id bigint,
+								  placement_id bigint,
+								  relation text,
+								  action text,
+								  key_columns text[],
+								  batch_size integer,
+								  search_path text,
+								  cursor text[],
+								  lock_timeout interval DEFAULT NULL,
+								  statement_timeout interval DEFAULT NULL,
+								  max_retries integer DEFAULT NULL,
+								  target_batch_time interval DEFAULT NULL,
+								  batch_delay interval DEFAULT NULL)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'mig_shard_prepare'
+LANGUAGE C;
+
+/*
+ * mig_shard_batch: run batches of this node's migration local_id, each in
+ * a transaction of its own, for about budget_ms (at least one), and say
+ * where it stands: status is 'running' (keys left), 'completed', 'moved'
+ * (the placement is no longer on this node: cursor is final here),
+ * 'busy' (another session runs it), or 'failed' (error, sqlstate).
+ */
+CREATE PROCEDURE mig_shard_batch(local_id bigint,
+								 budget_ms integer,
+								 OUT status text,
+								 OUT processed bigint,
+								 OUT batches bigint,
+								 OUT cursor text[],
+								 OUT bounds_ms double precision,
+								 OUT action_ms double precision,
+								 OUT commit_ms double precision,
+								 OUT error text,
+								 OUT sqlstate text)
+AS 'MODULE_PATHNAME', 'mig_shard_batch'
 LANGUAGE C;

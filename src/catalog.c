@@ -44,7 +44,9 @@
 	"cursor, high_water, batches, error, relation_name, " \
 	"error_detail, error_hint, error_context, action_target::oid, parallel, " \
 	"verify, on_error = 'skip', max_skipped, skipped, " \
-	"coalesce(continued_from, 0), run_after, verifying_since IS NOT NULL"
+	"coalesce(continued_from, 0), run_after, verifying_since IS NOT NULL, " \
+	"per_shard, citus_run, coalesce(coordinator_id, 0), coalesce(shard_id, 0), " \
+	"coalesce(placement_id, 0), distribution"
 
 /*
  * The extension's OID, schema and owner, looked up in pg_extension once per
@@ -378,6 +380,12 @@ mr_read_migration(HeapTuple tuple, TupleDesc desc, MemoryContext cxt)
 	d = SPI_getbinval(tuple, desc, 33, &isnull);
 	m->run_after = isnull ? NULL : mr_text_array_to_cstrings(d, &m->nrun_after);
 	m->verifying = DatumGetBool(SPI_getbinval(tuple, desc, 34, &isnull));
+	m->per_shard = DatumGetBool(SPI_getbinval(tuple, desc, 35, &isnull));
+	m->citus_run = (int) mr_getint(tuple, desc, 36);
+	m->coordinator_id = mr_getint(tuple, desc, 37);
+	m->shard_id = mr_getint(tuple, desc, 38);
+	m->placement_id = mr_getint(tuple, desc, 39);
+	m->distribution = mr_getstring(tuple, desc, 40);
 
 	MemoryContextSwitchTo(old);
 	return m;

@@ -41,6 +41,8 @@ int			mr_max_replica_lag_ms = 0;
 int			mr_max_lock_waiters = 0;
 int			mr_max_wal_rate_kb = 0;
 int			mr_throttle_sleep_ms = 1000;
+bool		mr_citus_shards = true;
+int			mr_node_wait_limit_ms = 300000;
 
 /* migration_runner.database, deprecated: note whether it was set at all */
 static bool
@@ -294,6 +296,25 @@ mr_define_gucs(void)
 							&mr_throttle_sleep_ms,
 							1000, 10, 3600 * 1000,
 							PGC_USERSET,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("migration_runner.citus_shards",
+							 "Run migrations of hash-distributed Citus tables shard by shard.",
+							 "Read by mig_define: off keeps one key range over the whole "
+							 "distributed table, run through the coordinator.",
+							 &mr_citus_shards,
+							 true,
+							 PGC_USERSET,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("migration_runner.node_wait_limit",
+							"How long a per-shard run waits for a Citus node it cannot reach before the migration fails.",
+							"The other nodes' shards go on meanwhile.",
+							&mr_node_wait_limit_ms,
+							300000, 0, INT_MAX,
+							PGC_SIGHUP,
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
 

@@ -103,6 +103,14 @@ typedef struct Migration
 	int			nrun_after;
 	bool		verifying;		/* the final verify query is under way */
 
+	/* Citus (1.1): see shard.c and citus_run.c */
+	char	   *distribution;	/* 'hash', 'reference', ...; NULL: local */
+	bool		per_shard;		/* a run goes shard by shard */
+	int			citus_run;		/* runs split into shards so far */
+	int64		coordinator_id; /* on a node: the coordinator's migration */
+	int64		shard_id;		/* on a node: the shard it runs, else 0 */
+	int64		placement_id;	/* on a node: that shard's placement here */
+
 	/* cursor and high-water mark as text, NULL when not set */
 	char	  **cursor;
 	char	  **high_water;
@@ -135,6 +143,8 @@ extern int	mr_max_replica_lag_ms;
 extern int	mr_max_lock_waiters;
 extern int	mr_max_wal_rate_kb;
 extern int	mr_throttle_sleep_ms;
+extern bool mr_citus_shards;
+extern int	mr_node_wait_limit_ms;
 extern void mr_define_gucs(void);
 extern bool mr_database_served(const char *dbname);
 extern const char *mr_only_database(void);
@@ -242,6 +252,13 @@ extern void mr_pin_transaction(void);
 extern RunOutcome mr_run_migration(int64 migration_id, int slice,
 								   const RunnerHooks *hooks, int *sqlerrcode);
 extern const char *mr_outcome_name(RunOutcome outcome);
+
+/* shard.c: per-shard runs of Citus tables, the node's side */
+extern bool mr_runs_per_shard(int64 migration_id);
+
+/* citus_run.c: per-shard runs of Citus tables, the coordinator's side */
+extern RunOutcome mr_citus_run(int64 migration_id, const RunnerHooks *hooks,
+							   int *sqlerrcode);
 
 /* run_end.c: an error outside the engine's guarded steps, for both runners */
 extern bool mr_end_run_after_error(int64 migration_id, int slice,

@@ -509,9 +509,14 @@ RunOutcome
 mr_run_migration(int64 migration_id, int slice, const RunnerHooks *hooks,
 				 int *sqlerrcode)
 {
-	MigrationRun *run = mr_new_run(slice);
+	MigrationRun *run;
 	RunOutcome	outcome = RUN_COMPLETED;
 
+	/* a per-shard run on Citus is driven from here, its batches on the nodes */
+	if (slice == 0 && mr_runs_per_shard(migration_id))
+		return mr_citus_run(migration_id, hooks, sqlerrcode);
+
+	run = mr_new_run(slice);
 	run->runs_every_slice = hooks->runs_every_slice;
 	*sqlerrcode = 0;
 	PG_TRY();
