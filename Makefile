@@ -24,6 +24,7 @@ OBJS = \
 	src/shmem.o \
 	src/catalog.o \
 	src/define.o \
+	src/citus_define.o \
 	src/keys.o \
 	src/plans.o \
 	src/throttle.o \
@@ -35,6 +36,8 @@ OBJS = \
 	src/run.o \
 	src/run_state.o \
 	src/shard.o \
+	src/shard_action.o \
+	src/shard_batch.o \
 	src/citus_run.o \
 	src/dry_run.o \
 	src/skip.o \

@@ -91,6 +91,7 @@ mr_set_batch_gucs(MigrationRun *run)
 	mr_set_local_guc("lock_timeout", psprintf("%d", run->lock_timeout_ms));
 	mr_set_local_guc("statement_timeout", psprintf("%d", run->statement_timeout_ms));
 	mr_set_local_guc("synchronous_commit", mr_synchronous_commit ? "on" : "off");
+	mr_shard_set_batch_gucs(run);
 }
 
 /*
@@ -481,9 +482,11 @@ batch_step(MigrationRun *run, void *result)
 	run->batch_first_key = run->batch_last_key = (Datum) 0;
 
 	mr_set_batch_gucs(run);
+	mr_shard_lock(run);
 	mr_lock_relation(run);
 	PushActiveSnapshot(GetTransactionSnapshot());
-	if (!lock_own_row(run, &state) || strcmp(state.status, MR_STATUS_RUNNING) != 0)
+	if (!lock_own_row(run, &state) || strcmp(state.status, MR_STATUS_RUNNING) != 0 ||
+		!mr_shard_still_here(run))
 	{
 		PopActiveSnapshot();
 		*(BatchResult *) result = BATCH_NOT_RUNNING;

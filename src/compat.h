@@ -111,4 +111,14 @@
 #define mr_local_beentry(i) pgstat_fetch_stat_local_beentry(i)
 #endif
 
+/*
+ * Per-shard runs on Citus turn the action into a statement on the shard
+ * table by deparsing its analysed tree: pg_get_querydef and
+ * parse_analyze_fixedparams are new in 15.  Older servers run distributed
+ * tables over the global key range.
+ */
+#if PG_VERSION_NUM >= 150000
+#define MR_HAVE_QUERYDEF 1
+#endif
+
 #endif							/* MIGRATION_RUNNER_COMPAT_H */

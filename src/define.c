@@ -450,6 +450,7 @@ mr_define_migration(FunctionCallInfo fcinfo)
 	{
 		/* a new row: take over from the migration it continues */
 		mr_chain_defined(m);
+		mr_citus_record_distribution(m);
 		return m->id;
 	}
 

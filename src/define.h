@@ -39,6 +39,9 @@ extern void mr_read_run_options(FunctionCallInfo fcinfo,
 								const RunOptionArgs *args, Migration *m);
 extern char *mr_next_version_name(const char *name);
 
+/* citus_define.c */
+extern void mr_citus_record_distribution(Migration *m);
+
 /* key_index.c */
 extern void mr_resolve_key(Oid relid, ArrayType *columns, Migration *m);
 

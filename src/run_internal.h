@@ -297,6 +297,11 @@ extern void mr_share_out(MigrationRun *run);
 extern BatchResult mr_take_work(MigrationRun *run);
 extern void mr_read_row_state(MigrationRun *run, RowState *state);
 
+/* shard.c */
+extern void mr_shard_set_batch_gucs(MigrationRun *run);
+extern void mr_shard_lock(MigrationRun *run);
+extern bool mr_shard_still_here(MigrationRun *run);
+
 /* verify.c */
 extern void mr_prepare_verify(MigrationRun *run);
 extern bool mr_has_final_verify(MigrationRun *run);
