@@ -29,6 +29,7 @@
 #include "storage/lmgr.h"
 #include "storage/lock.h"
 #include "utils/guc.h"
+#include "utils/snapmgr.h"
 
 #include "migration_runner.h"
 #include "run_internal.h"
@@ -41,8 +42,11 @@
 bool
 mr_runs_per_shard(int64 migration_id)
 {
-	Migration  *m = mr_migration_by_id(migration_id, false);
+	Migration  *m;
 
+	PushActiveSnapshot(GetTransactionSnapshot());
+	m = mr_migration_by_id(migration_id, false);
+	PopActiveSnapshot();
 	return m != NULL && m->per_shard;
 }
 

@@ -175,8 +175,12 @@ mig_shard_prepare(PG_FUNCTION_ARGS)
 	int			nestlevel;
 	CatalogAccess access;
 
-	for (int i = P_COORDINATOR_ID; i <= P_SEARCH_PATH; i++)
-		mr_require_arg(fcinfo, i, "coordinator_id, run, shard_id, placement_id, relation, action, key_columns, batch_size or search_path");
+	static const char *const required[] = {"coordinator_id", "run", "shard_id",
+		"placement_id", "relation", "action", "key_columns", "batch_size",
+	"search_path"};
+
+	for (int i = 0; i < lengthof(required); i++)
+		mr_require_arg(fcinfo, i, required[i]);
 	if (GetConfigOption("citus.enable_manual_changes_to_shards", true, false) == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -361,10 +365,14 @@ mig_shard_batch(PG_FUNCTION_ARGS)
 	mr_spi_commit();
 	mr_pin_transaction();
 	m = mr_migration_by_id(id, false);
-	if (m == NULL || m->shard_id == 0)
+	if (m == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("migration " INT64_FORMAT " does not exist", id)));
+	if (m->shard_id == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("migration " INT64_FORMAT " does not run a shard", id)));
+				 errmsg("migration \"%s\" does not run a shard of a Citus table", m->name)));
 	mr_check_ownership(m);
 	status = status_before_run(m);
 	if (status != NULL)
