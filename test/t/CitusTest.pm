@@ -221,7 +221,12 @@ sub citus_wait_status
 	my $st = poll_value($node,
 		'SELECT status FROM migrations WHERE name = ' . q_lit($name)
 		  . " AND status NOT IN ('running', 'pending')", $secs);
-	return $st // 'running';
+	$st //= 'running';
+	diag("$name: " . $node->safe_psql('postgres',
+			"SELECT status || ': ' || coalesce(error, '') FROM migrations WHERE name = "
+			  . q_lit($name)))
+	  if $st ne 'completed';
+	return $st;
 }
 
 # "n=0: A, n=1: B, n>1: C" of $table, read through the coordinator.

@@ -31,7 +31,7 @@ my @cases = (
 		table  => 'users_ref',
 		kind   => 'reference',
 		define => {},
-		expect => 'reference|<null>|f',
+		expect => 'reference|<null>|false',
 		reason => qr/reference table/,
 	},
 	{
@@ -46,7 +46,7 @@ my @cases = (
 			action => 'UPDATE users_email SET n = n + 1, created_at = inserted_at, '
 			  . 'updated_at = inserted_at WHERE email BETWEEN $1 AND $2'
 		},
-		expect => 'hash|id|f',
+		expect => 'hash|id|false',
 		reason => qr/key does not contain the distribution column "id"/,
 	},
 	{
@@ -55,7 +55,7 @@ my @cases = (
 		table  => 'users_off',
 		kind   => 'hash',
 		define => { setup => 'SET migration_runner.citus_shards = off; ' },
-		expect => 'hash|id|f',
+		expect => 'hash|id|false',
 		reason => qr/citus_shards is off/,
 	});
 
