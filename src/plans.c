@@ -168,16 +168,23 @@ mr_prepare_bounds(MigrationRun *run)
 	char	   *keys = mr_key_list(m, false, false);
 	char	   *row = mr_key_list(m, true, false);
 	int			nestlevel;
+	void		(*keep) (SPIPlanPtr *, const char *, int, Oid *);
 
 	run->bounds_plan_size = -1;
 	key_param_types(m, types, 2);
+	/*
+	 * Citus cannot plan a multi-shard query with unbound parameters (a
+	 * generic plan fails with "could not create distributed plan"): on a
+	 * Citus table, the bounds get custom plans, as in 1.0.
+	 */
+	keep = m->distribution != NULL ? keep_plan : keep_generic_plan;
 	nestlevel = mr_enter_index_scan();
-	keep_generic_plan(&run->bounds_first,
+	keep(&run->bounds_first,
 			  psprintf("SELECT %s FROM %s%s WHERE %s <= %s ORDER BY %s LIMIT %d",
 					   keys, only_clause(m), run->relname, row,
 					   mr_param_list(1, m->nkeys), keys, run->batch_size),
 			  m->nkeys, types);
-	keep_generic_plan(&run->bounds_next,
+	keep(&run->bounds_next,
 			  psprintf("SELECT %s FROM %s%s WHERE %s > %s AND %s <= %s ORDER BY %s LIMIT %d",
 					   keys, only_clause(m), run->relname, row,
 					   mr_param_list(1, m->nkeys), row,
