@@ -19,6 +19,10 @@
 #   2. pg_regress   sql/[0-9]*.sql vs expected/   make installcheck (REGRESS)
 #   3. isolation    specs/*.spec                  make installcheck (ISOLATION)
 #   4. Perl TAP     test/t/*.pl                   make installcheck (TAP_TESTS)
+#      Before it, Citus (for test/t/citus_*.pl) is built from
+#      ../shared/vendor/citus when it is not installed and that directory
+#      exists; without Citus those files skip, and the summary's Citus row
+#      says "skipped: Citus not available" (never counted as passed).
 #      2-4 each run alone (the other two variables emptied on the make
 #      command line), in the throw-away instances the Makefile configures.
 #   5. pgTAP        test/pgtap/*.sql              pg_prove, see below
@@ -309,6 +313,50 @@ prepare_release_10() {
 	export MR_PG10_BINDIR=$dest/usr/lib/postgresql/$PG_MAJOR/bin
 }
 
+# prepare_citus: Citus for the TAP tests test/t/citus_*.pl.  When it is not
+# installed in the PostgreSQL under test and ../shared/vendor/citus (beside
+# the source tree) is there, build and install it from there (as root, about
+# 1.5 minutes); without either, those files skip themselves.  Sets
+# CITUS_NOTE.
+CITUS_NOTE=
+prepare_citus() {
+	local vendor log=$WORK/citus-build.log t0=$SECONDS
+	vendor=$(cd "$MR_ROOT/.." && pwd)/shared/vendor/citus
+	if [[ -f $("$PG_CONFIG" --sharedir)/extension/citus.control &&
+		-f $("$PG_CONFIG" --pkglibdir)/citus.so ]]; then
+		CITUS_NOTE="Citus installed"
+		return 0
+	fi
+	if [[ ! -f $vendor/build.sh ]]; then
+		CITUS_NOTE="Citus not installed and no $vendor"
+		return 0
+	fi
+	echo
+	mr_log "Citus: bash $vendor/build.sh $PG_CONFIG"
+	if bash "$vendor/build.sh" "$PG_CONFIG" >"$log" 2>&1; then
+		CITUS_NOTE="Citus built from $vendor in $((SECONDS - t0))s"
+	else
+		echo "---- Citus build failed; last lines of $log:"
+		tail -n 30 "$log"
+		CITUS_NOTE="Citus build from $vendor failed"
+	fi
+}
+
+# record_citus LOG N: a row for the N Citus TAP files.  Their tests are
+# counted by the perl TAP row when they ran; a file that skipped itself
+# (plan skip_all, printed by prove as "... skipped: REASON") counts as
+# neither passed nor failed, and the row says why.
+record_citus() {
+	local log=$1 n=$2 skipped reason
+	skipped=$(grep -cE '^test/t/citus_[^ ]*\.pl \.+ skipped: ' "$log") || true
+	if ((skipped > 0)); then
+		reason=$(sed -nE 's/^test\/t\/citus_[^ ]*\.pl \.+ skipped: (.*)$/\1/p' "$log" | head -n 1)
+		record Citus 0 0 "skipped: $reason ($skipped of $n file(s); $CITUS_NOTE)"
+	else
+		record Citus 0 0 "$n file(s) ran, counted in perl TAP; $CITUS_NOTE"
+	fi
+}
+
 # scan_logs: the crash scan of every server log (one test).
 scan_logs() {
 	local f crashes logs=()
@@ -368,7 +416,10 @@ if mr_build_install "$BUILD" "$WORK/build.log"; then
 
 	files=("$BUILD"/test/t/*.pl)
 	if ((${#files[@]})); then
+		citus_files=("$BUILD"/test/t/citus_*.pl)
+		((${#citus_files[@]} == 0)) || prepare_citus
 		make_suite "perl TAP" parse_tap "$WORK/tap.out" "" REGRESS= ISOLATION=
+		((${#citus_files[@]} == 0)) || record_citus "$WORK/tap.out" "${#citus_files[@]}"
 	else
 		record "perl TAP" 0 0 "skipped: no test/t/*.pl"
 	fi
