@@ -104,8 +104,8 @@ $coord->safe_psql('postgres', "SELECT mig_start('shards_pause')");
 ok(citus_poll($coord, "SELECT processed > 2000 FROM mig_status WHERE name = 'shards_pause'"),
 	'h. the run made progress');
 $coord->safe_psql('postgres', "SELECT mig_pause('shards_pause')");
-is($coord->safe_psql('postgres', "SELECT mig_wait('shards_pause', '5 min')"),
-	'paused', 'h. mig_wait returns paused');
+ok(citus_poll($coord, "SELECT status = 'paused' FROM mig_status WHERE name = 'shards_pause'"),
+	'h. paused');
 ok(citus_poll($coord, "SELECT worker_pid IS NULL FROM mig_status WHERE name = 'shards_pause'"),
 	'h. the runner left');
 my $changed = citus_value($coord, 'SELECT count(*) FROM users_pause WHERE n = 1');
@@ -135,13 +135,14 @@ $changed = citus_value($coord, 'SELECT count(*) FROM users_cancel WHERE n = 1');
 ok($changed > 0 && $changed < $rows, "h. cancelled mid-run ($changed rows changed)");
 is(citus_value($coord, 'SELECT count(*) FROM users_cancel WHERE n > 1'), '0',
 	'h. cancelled: no row changed twice');
+my $cancel_id = citus_value($coord, "SELECT id FROM migrations WHERE name = 'shards_cancel'");
+my $completed_locals = 0;
 for my $w (@workers)
 {
-	unlike(citus_local_migrations($w,
-			citus_value($coord, "SELECT id FROM migrations WHERE name = 'shards_cancel'")),
-		qr/^completed\|\d+$/,
-		'h. ' . $w->name . ': the node-local migrations did not all complete');
+	$completed_locals += $w->safe_psql('postgres',
+		"SELECT count(*) FROM migrations WHERE coordinator_id = $cancel_id AND status = 'completed'");
 }
+cmp_ok($completed_locals, '<', 32, 'h. cancelled: not every shard completed on its node');
 
 log_has_no_crash($_, 0, $_->name) for ($coord, @workers);
 
