@@ -3,6 +3,13 @@
 # shard_transfer_mode 'force_logical' and then 'block_writes'), or split in
 # two (citus_split_shard_by_split_points).  The run follows the shard and
 # completes; every row is changed exactly once.
+#
+# The shard to move is made slow (its rows sleep 5 ms each in the action,
+# about 5 s for the shard) so that it is still in the middle of its run
+# when the move or split cuts over, and the node-local migrations show it:
+# the one on the old node stopped ('cancelled', as a moved node-local
+# migration ends) after some of the shard's rows, and the new placements'
+# migrations did the rest.
 use strict;
 use warnings;
 use FindBin;
@@ -16,20 +23,24 @@ use CitusTest;
 my ($coord, @workers) = citus_cluster_or_skip(tag => 'mv');
 my %by_name = map { citus_node_name($_) => $_ } @workers;
 
-# 1,000 rows a shard, 50 batches of 20 each 20 ms apart: a shard takes
-# about a second, long enough to move it in the middle of its run
 my $rows = 32000;
 
-# Wait until a slice of $name is in the middle of its shard; its
-# "shard_id|node|processed".
-sub shard_in_progress
+# n counts the changes; the rows with delay > 0 sleep that long each
+sub slow_action
 {
-	my ($name) = @_;
-	return poll_value($coord, q{
-		SELECT shard_id || '|' || node || '|' || processed FROM mig_slices
-		 WHERE name = } . q_lit($name) . q{ AND status = 'running'
-		   AND processed BETWEEN 100 AND 500
-		 ORDER BY shard_id LIMIT 1});
+	my ($t) = @_;
+	return "UPDATE $t SET n = n + 1, created_at = inserted_at, updated_at = inserted_at "
+	  . 'WHERE id BETWEEN $1 AND $2 AND (delay = 0 OR (SELECT true FROM pg_sleep(delay)))';
+}
+
+# "status|processed" of the node-local migrations of $shard of migration
+# $id on $worker
+sub local_of
+{
+	my ($worker, $id, $shard) = @_;
+	return $worker->safe_psql('postgres',
+		"SELECT status || '|' || processed FROM migrations"
+		  . " WHERE coordinator_id = $id AND shard_id = $shard");
 }
 
 my @cases = (
@@ -42,16 +53,29 @@ my @cases = (
 
 for my $c (@cases)
 {
-	citus_users($coord, $rows, table => $c->{table});
-	my ($id) = citus_define($coord, $c->{name}, $c->{table},
-		batch_size => 20, batch_delay => '20ms');
-	$coord->safe_psql('postgres', 'SELECT mig_start(' . q_lit($c->{name}) . ')');
-	my $at = shard_in_progress($c->{name});
-	ok(defined $at, "$c->{label}: a shard is in the middle of its run");
-	my ($shard, $src, $done) = split /\|/, $at // '0||0';
+	my $t = $c->{table};
+	citus_users($coord, $rows, table => $t);
+	$coord->safe_psql('postgres',
+		"ALTER TABLE $t ADD COLUMN delay float8 NOT NULL DEFAULT 0");
+	# the slow shard: the first one of the table
+	my ($shard, $src) = split /\|/, (split /\n/, citus_shard_nodes($coord, $t))[0];
 	my ($dst) = grep { $_ ne $src } keys %by_name;
+	my $in_shard = "get_shard_id_for_distribution_column('$t', id) = $shard";
+	$coord->safe_psql('postgres', "UPDATE $t SET delay = 0.005 WHERE $in_shard");
+	my $shard_rows = citus_value($coord, "SELECT count(*) FROM $t WHERE $in_shard");
+
+	my ($id) = citus_define($coord, $c->{name}, $t,
+		action => slow_action($t), batch_size => 20);
+	$coord->safe_psql('postgres', 'SELECT mig_start(' . q_lit($c->{name}) . ')');
+	ok( citus_poll($coord,
+			'SELECT processed BETWEEN 100 AND ' . ($shard_rows - 400)
+			  . ' FROM mig_slices WHERE name = ' . q_lit($c->{name})
+			  . " AND shard_id = $shard"),
+		"$c->{label}: shard $shard ($shard_rows rows) is in the middle of its run");
+
 	my ($src_host, $src_port) = $src =~ /^(.*):(\d+)$/;
 	my ($dst_host, $dst_port) = $dst =~ /^(.*):(\d+)$/;
+	my @children;
 	if ($c->{op} eq 'move')
 	{
 		$coord->safe_psql('postgres',
@@ -59,33 +83,62 @@ for my $c (@cases)
 			  . q_lit($src_host) . ", $src_port, "
 			  . q_lit($dst_host) . ", $dst_port, "
 			  . "shard_transfer_mode => '$c->{mode}')");
-		is(citus_value($coord, "SELECT nodename || ':' || nodeport FROM pg_dist_placement p"
-			  . " JOIN pg_dist_node n USING (groupid) WHERE p.shardid = $shard"),
-			$dst, "$c->{label}: shard $shard moved from $src to $dst ($done rows done before)");
+		is( citus_value($coord,
+				"SELECT nodename || ':' || nodeport FROM pg_dist_placement p"
+				  . " JOIN pg_dist_node n USING (groupid) WHERE p.shardid = $shard"),
+			$dst, "$c->{label}: shard $shard moved to the other worker");
 	}
 	else
 	{
-		# split at the middle of the shard's hash range, the lower half
-		# staying, the upper half going to the other node
+		# split at the middle of the shard's hash range: the lower half
+		# stays, the upper half goes to the other worker
 		my $point = citus_value($coord,
 			"SELECT ((shardminvalue::bigint + shardmaxvalue::bigint) / 2)::text"
 			  . " FROM pg_dist_shard WHERE shardid = $shard");
-		my $src_id = citus_value($coord,
-			"SELECT nodeid FROM pg_dist_node WHERE nodename = " . q_lit($src_host)
-			  . " AND nodeport = $src_port");
-		my $dst_id = citus_value($coord,
-			"SELECT nodeid FROM pg_dist_node WHERE nodename = " . q_lit($dst_host)
-			  . " AND nodeport = $dst_port");
+		my ($src_id, $dst_id) = map {
+			my ($h, $p) = /^(.*):(\d+)$/;
+			citus_value($coord, 'SELECT nodeid FROM pg_dist_node WHERE nodename = '
+				  . q_lit($h) . " AND nodeport = $p")
+		} ($src, $dst);
+		my $before = citus_value($coord,
+			"SELECT coalesce(max(shardid), 0) FROM pg_dist_shard WHERE logicalrelid = '$t'::regclass");
 		$coord->safe_psql('postgres',
 			"SELECT citus_split_shard_by_split_points($shard, ARRAY['$point'], "
 			  . "ARRAY[$src_id, $dst_id], shard_transfer_mode => '$c->{mode}')");
-		is(citus_value($coord, "SELECT count(*) FROM pg_dist_shard WHERE shardid = $shard"
-			  . " OR logicalrelid = '$c->{table}'::regclass"),
-			'33', "$c->{label}: shard $shard split in two ($done rows done before)");
+		is( citus_value($coord,
+				"SELECT count(*) FILTER (WHERE shardid = $shard) || '|' || count(*)"
+				  . " FROM pg_dist_shard WHERE logicalrelid = '$t'::regclass"),
+			'0|33', "$c->{label}: shard $shard split in two");
+		@children = split /\n/, citus_value($coord,
+			"SELECT shardid FROM pg_dist_shard WHERE logicalrelid = '$t'::regclass"
+			  . " AND shardid > $before ORDER BY shardid");
 	}
 	is($coord->safe_psql('postgres', 'SELECT mig_wait(' . q_lit($c->{name}) . ", '5 min')"),
 		'completed', "$c->{label}: the run completes");
-	citus_once_ok($coord, $c->{table}, $c->{name}, $rows, $c->{label});
+	citus_once_ok($coord, $t, $c->{name}, $rows, $c->{label});
+
+	# the old placement's migration stopped in the middle; the new
+	# placements did the rest, so the shard's rows were split between them
+	my ($old_status, $old_done) = split /\|/, local_of($by_name{$src}, $id, $shard);
+	is($old_status, 'cancelled',
+		"$c->{label}: the migration of the old placement stopped when the shard left");
+	ok($old_done > 0 && $old_done < $shard_rows,
+		"$c->{label}: it had done part of the shard ($old_done of $shard_rows rows)");
+	my $rest = 0;
+	my @new =
+	  $c->{op} eq 'move'
+	  ? ([ $by_name{$dst}, $shard ])
+	  : map { my $s = $_; map { [ $_, $s ] } @workers } @children;
+	for my $n (@new)
+	{
+		my $l = local_of(@$n[0], $id, $n->[1]);
+		next if $l eq '';
+		like($l, qr/^completed\|/,
+			"$c->{label}: shard $n->[1] on " . $n->[0]->name . ' completed');
+		$rest += (split /\|/, $l)[1];
+	}
+	is($old_done + $rest, $shard_rows,
+		"$c->{label}: old and new placements together did each row of the shard once");
 }
 
 log_has_no_crash($_, 0, $_->name) for ($coord, @workers);
