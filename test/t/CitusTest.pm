@@ -248,7 +248,12 @@ sub citus_once_ok
 			"SELECT count(*) FILTER (WHERE n <> 1) || '/' || count(*) FROM $table"),
 		"0/$rows",
 		"$label: every row changed exactly once")
-	  or diag(citus_counts($coord, $table));
+	  or diag(citus_counts($coord, $table) . "\nrows with n <> 1 by shard "
+		  . "(shard|n|count|min id|max id):\n"
+		  . $coord->safe_psql('postgres', qq{
+			SELECT get_shard_id_for_distribution_column('$table', id) || '|' || n
+				   || '|' || count(*) || '|' || min(id) || '|' || max(id)
+			  FROM $table WHERE n <> 1 GROUP BY 1 ORDER BY 1 LIMIT 20}));
 	is( $coord->safe_psql('postgres',
 			'SELECT processed FROM mig_status WHERE name = ' . q_lit($name)),
 		$rows, "$label: mig_status processed = $rows");

@@ -123,6 +123,16 @@ for my $c (@cases)
 
 	# the old placement's migration stopped in the middle; the new
 	# placements did the rest, so the shard's rows were split between them
+	diag("$c->{label}: node-local migrations of shard $shard and its children "
+		  . '(node|id|shard|status|processed|batches|cursor):');
+	for my $w (@workers)
+	{
+		diag($w->safe_psql('postgres',
+			"SELECT '" . $w->name . "|' || id || '|' || shard_id || '|' || status || '|' || processed"
+			  . " || '|' || batches || '|' || coalesce(cursor::text, '-') FROM migrations"
+			  . " WHERE coordinator_id = $id AND (shard_id = $shard OR shard_id IN ("
+			  . join(',', @children, 0) . ')) ORDER BY id'));
+	}
 	my ($old_status, $old_done) = split /\|/, local_of($by_name{$src}, $id, $shard);
 	is($old_status, 'cancelled',
 		"$c->{label}: the migration of the old placement stopped when the shard left");
