@@ -251,9 +251,11 @@ sub citus_once_ok
 	  or diag(citus_counts($coord, $table) . "\nrows with n <> 1 by shard "
 		  . "(shard|n|count|min id|max id):\n"
 		  . $coord->safe_psql('postgres', qq{
-			SELECT get_shard_id_for_distribution_column('$table', id) || '|' || n
-				   || '|' || count(*) || '|' || min(id) || '|' || max(id)
-			  FROM $table WHERE n <> 1 GROUP BY 1 ORDER BY 1 LIMIT 20}));
+			SELECT s || '|' || n || '|' || c || '|' || lo || '|' || hi
+			  FROM (SELECT get_shard_id_for_distribution_column('$table', id) AS s, n,
+						   count(*) AS c, min(id) AS lo, max(id) AS hi
+					  FROM $table WHERE n <> 1 GROUP BY 1, 2) x
+			 ORDER BY s, n LIMIT 20}));
 	is( $coord->safe_psql('postgres',
 			'SELECT processed FROM mig_status WHERE name = ' . q_lit($name)),
 		$rows, "$label: mig_status processed = $rows");
