@@ -10,8 +10,7 @@
  * data and cursor in one local transaction, as any migration does.  What
  * is left is to make sure the shard is still here.  Citus moves and splits
  * a shard while writes go on, and at the end blocks writes to it by taking
- * its shard-metadata lock (an advisory lock of class 4) in ExclusiveLock
- * mode on every node, then changes the placements in pg_dist_placement.  A
+ * its shard-metadata lock in ExclusiveLock mode on every node, then changes the placements in pg_dist_placement.  A
  * batch takes the same lock in ShareLock mode, before any other lock, and
  * then looks the placement up: either it runs before the move's final step
  * (its change is copied with the shard, and the move waits for its
@@ -34,9 +33,6 @@
 #include "migration_runner.h"
 #include "run_internal.h"
 #include "shard.h"
-
-/* Citus' advisory lock class for shard metadata (resource_lock.h) */
-#define CITUS_SHARD_METADATA_LOCK_CLASS 4
 
 /* whether migration_id is a coordinator's migration that runs shard by shard */
 bool
@@ -70,18 +66,30 @@ mr_shard_set_batch_gucs(MigrationRun *run)
 /*
  * Take the shard's metadata lock for the rest of the transaction.  Taken
  * before the relation's lock, in the order Citus takes them.
+ *
+ * Through Citus' own lock_shard_metadata(), never by building the lock tag
+ * here: for hash-distributed tables Citus keys this lock by colocation id
+ * and shard index (class 8), not by shard id (class 4), and a lock with
+ * the wrong tag blocks nothing: the batches of a shard being moved or split
+ * then commit after the copy, and their changes are lost with the old
+ * placement (test/t/citus_move.pl).  A shard that is gone (split) takes no
+ * lock; mr_shard_still_here then finds no placement.
  */
 void
 mr_shard_lock(MigrationRun *run)
 {
-	LOCKTAG		tag;
-	uint64		shard = (uint64) run->m->shard_id;
+	Oid			type = INT8OID;
+	Datum		arg;
 
 	if (run->m->shard_id == 0)
 		return;
-	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) (shard >> 32),
-						 (uint32) shard, CITUS_SHARD_METADATA_LOCK_CLASS);
-	(void) LockAcquire(&tag, ShareLock, false, false);
+	arg = Int64GetDatum(run->m->shard_id);
+	if (SPI_execute_with_args(psprintf("SELECT pg_catalog.lock_shard_metadata(%d, ARRAY[$1]) "
+									   "FROM pg_catalog.pg_dist_shard WHERE shardid = $1",
+									   ShareLock),
+							  1, &type, &arg, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not lock the metadata of shard " INT64_FORMAT,
+			 run->m->shard_id);
 }
 
 /*
