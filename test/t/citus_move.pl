@@ -123,11 +123,11 @@ for my $c (@cases)
 
 	# the old placement's migration stopped in the middle; the new
 	# placements did the rest, so the shard's rows were split between them
-	diag("$c->{label}: node-local migrations of shard $shard and its children "
+	note("$c->{label}: node-local migrations of shard $shard and its children "
 		  . '(node|id|shard|status|processed|batches|cursor):');
 	for my $w (@workers)
 	{
-		diag($w->safe_psql('postgres',
+		note($w->safe_psql('postgres',
 			"SELECT '" . $w->name . "|' || id || '|' || shard_id || '|' || status || '|' || processed"
 			  . " || '|' || batches || '|' || coalesce(cursor::text, '-') FROM migrations"
 			  . " WHERE coordinator_id = $id AND (shard_id = $shard OR shard_id IN ("
