@@ -120,6 +120,17 @@ for my $c (@cases)
 	is($coord->safe_psql('postgres', 'SELECT mig_wait(' . q_lit($c->{name}) . ", '5 min')"),
 		'completed', "$c->{label}: the run completes");
 	citus_once_ok($coord, $t, $c->{name}, $rows, $c->{label});
+	# for a failure: the rows left unchanged, as the old placement (not
+	# dropped yet: Citus drops it later) has them
+	my $lost = citus_value($coord, "SELECT string_agg(id::text, ',') FROM $t WHERE n = 0");
+	if ($lost ne '')
+	{
+		my ($ret, $out, $err) = $by_name{$src}->psql('postgres',
+			"SET citus.override_table_visibility = off; "
+			  . "SELECT string_agg(DISTINCT n::text, ',') FROM $t\_$shard WHERE id IN ($lost)");
+		diag("$c->{label}: on the old placement $t\_$shard, the unchanged rows have n = "
+			  . "$out $err");
+	}
 
 	# the old placement's migration stopped in the middle; the new
 	# placements did the rest, so the shard's rows were split between them
