@@ -316,8 +316,8 @@ prepare_release_10() {
 # prepare_citus: Citus for the TAP tests test/t/citus_*.pl.  When it is not
 # installed in the PostgreSQL under test and ../shared/vendor/citus (beside
 # the source tree) is there, build and install it from there (as root, about
-# 1.5 minutes); without either, those files skip themselves.  Sets
-# CITUS_NOTE.
+# 1.5 minutes; a failed build is a failure); without either, those files
+# skip themselves.  Sets CITUS_NOTE.
 CITUS_NOTE=
 prepare_citus() {
 	local vendor log=$WORK/citus-build.log t0=$SECONDS
@@ -339,6 +339,7 @@ prepare_citus() {
 		echo "---- Citus build failed; last lines of $log:"
 		tail -n 30 "$log"
 		CITUS_NOTE="Citus build from $vendor failed"
+		record "Citus build" 0 1 "bash $vendor/build.sh failed, see above"
 	fi
 }
 
