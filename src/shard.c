@@ -61,6 +61,17 @@ mr_shard_set_batch_gucs(MigrationRun *run)
 				 errmsg("migration \"%s\" runs a shard of a Citus table, but Citus is not loaded",
 						run->m->name)));
 	mr_set_local_guc("citus.enable_manual_changes_to_shards", "on");
+
+	/*
+	 * A batch's commit must be flushed before its shard-metadata lock is
+	 * released.  A move takes the lock, reads pg_current_wal_lsn() (the
+	 * WAL written so far) and waits until the new placement has replayed
+	 * that far; an asynchronous commit may not be written yet, so the
+	 * batch's change (and cursor) would be left behind on the old
+	 * placement (test/t/citus_move.pl lost one batch in about five runs).
+	 */
+	if (!mr_synchronous_commit)
+		mr_set_local_guc("synchronous_commit", "local");
 }
 
 /*
