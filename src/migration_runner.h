@@ -256,6 +256,9 @@ extern const char *mr_outcome_name(RunOutcome outcome);
 /* shard.c: per-shard runs of Citus tables, the node's side */
 extern bool mr_runs_per_shard(int64 migration_id);
 
+/* slices.c: what the slices add up to, folded into the migration */
+extern int64 mr_fold_slices(int64 migration_id);
+
 /* citus_run.c: per-shard runs of Citus tables, the coordinator's side */
 extern RunOutcome mr_citus_run(int64 migration_id, const RunnerHooks *hooks,
 							   int *sqlerrcode);
