@@ -187,7 +187,10 @@ mr_node_send_prepare(CitusRun *cr, NodeConn *nc, int idx)
 		 PQsendQueryParams(nc->conn, sql, 15, NULL, values, NULL, NULL, 0));
 }
 
-/* run batches of slice idx's node migration for about MR_SHARD_BUDGET_MS */
+/*
+ * Run batches of slice idx's node migration for about MR_SHARD_BUDGET_MS.
+ * A CALL passes something for every OUT parameter of a procedure.
+ */
 void
 mr_node_send_batch(CitusRun *cr, NodeConn *nc, int idx)
 {
@@ -197,7 +200,8 @@ mr_node_send_batch(CitusRun *cr, NodeConn *nc, int idx)
 	values[1] = psprintf("%d", MR_SHARD_BUDGET_MS);
 	sent(cr, nc, idx, false,
 		 PQsendQueryParams(nc->conn,
-						   psprintf("CALL %s.mig_shard_batch($1, $2)", cr->schema),
+						   psprintf("CALL %s.mig_shard_batch($1, $2, %s)", cr->schema,
+									"NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"),
 						   2, NULL, values, NULL, NULL, 0));
 }
 
