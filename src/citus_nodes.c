@@ -22,6 +22,7 @@
 #include "postgres.h"
 
 #include "commands/dbcommands.h"
+#include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "storage/fd.h"
 #include "storage/latch.h"
@@ -340,18 +341,31 @@ mr_node_lost(NodeConn *nc, PGresult *res)
 		strcmp(state, "57P03") == 0;
 }
 
-/* the error of a failed call, on one line */
+/*
+ * The error of a failed call, on one line: libpq's own messages (a failed
+ * connection) end in a newline and may go on with a tabbed second line.
+ */
 char *
 mr_node_error(NodeConn *nc, PGresult *res)
 {
 	const char *msg = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
-	char	   *text;
-	char	   *nl;
+	StringInfoData text;
+	const char *c;
 
 	if (msg == NULL)
 		msg = nc->error ? nc->error : (nc->conn ? PQerrorMessage(nc->conn) : "connection lost");
-	text = pstrdup(msg);
-	while ((nl = strchr(text, '\n')) != NULL && nl[1] == '\0')
-		*nl = '\0';
-	return text;
+	initStringInfo(&text);
+	for (c = msg; *c; c++)
+	{
+		if (*c == '\n' || *c == '\t')
+		{
+			if (text.len > 0 && text.data[text.len - 1] != ' ')
+				appendStringInfoChar(&text, ' ');
+			continue;
+		}
+		appendStringInfoChar(&text, *c);
+	}
+	while (text.len > 0 && text.data[text.len - 1] == ' ')
+		text.data[--text.len] = '\0';
+	return text.data;
 }

@@ -340,7 +340,7 @@ handle_answers(CitusRun *cr)
 		NodeConn   *nc = &cr->conns[i];
 
 		if (nc->state == NC_DOWN && nc->error != NULL)
-			node_lost(cr, nc, nc->error);
+			node_lost(cr, nc, mr_node_error(nc, NULL));
 		else if (nc->state == NC_READY && nc->slice >= 0)
 		{
 			call_done(cr, nc);
@@ -363,19 +363,13 @@ handle_answers(CitusRun *cr)
 static void
 look_at_cancel(CitusRun *cr)
 {
-	Migration  *m;
-
 	if (!QueryCancelPending || ProcDiePending)
 		return;
 	QueryCancelPending = false;
 	if (cr->cancelled)
 		return;
 	cr->cancelled = true;
-	PushActiveSnapshot(GetTransactionSnapshot());
-	m = mr_migration_by_id(cr->m->id, true);
-	if (m != NULL && strcmp(m->status, MR_STATUS_RUNNING) == 0)
-		mr_set_status(m, MR_STATUS_PAUSED, "worker_pid = NULL, throttled = NULL");
-	PopActiveSnapshot();
+	mr_pause_if_running(cr->m->id);
 	next_xact(cr);
 	stop(cr, RUN_STOPPED);
 }
@@ -433,21 +427,6 @@ start_run(CitusRun *cr, int64 migration_id)
 	return true;
 }
 
-/* the run ends without completing: the catalog no longer names us */
-static void
-forget_runner_pid(CitusRun *cr)
-{
-	if (!mr_extension_is_current())
-		return;
-	PushActiveSnapshot(GetTransactionSnapshot());
-	mr_catalog_exec(psprintf("UPDATE %s SET worker_pid = NULL, throttled = NULL "
-							 "WHERE id = " INT64_FORMAT " AND worker_pid = %d",
-							 mr_catalog_table("migrations"), cr->m->id, MyProcPid),
-					0, NULL, NULL, SPI_OK_UPDATE);
-	PopActiveSnapshot();
-	next_xact(cr);
-}
-
 static void
 close_all(CitusRun *cr, bool drop_in_flight)
 {
@@ -498,8 +477,12 @@ citus_loop(CitusRun *cr, int64 migration_id)
 		mr_node_wait(cr, timeout);
 		handle_answers(cr);
 	}
+	/* the run ends without completing: the catalog no longer names us */
 	if (cr->outcome != RUN_FAILED)
-		forget_runner_pid(cr);
+	{
+		mr_forget_runner_pid(cr->m->id);
+		next_xact(cr);
+	}
 	return cr->outcome;
 }
 
