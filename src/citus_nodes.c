@@ -182,8 +182,11 @@ mr_node_send_prepare(CitusRun *cr, NodeConn *nc, int idx)
 	values[12] = m->max_retries < 0 ? NULL : psprintf("%d", m->max_retries);
 	values[13] = interval_or_null(m->target_batch_ms);
 	values[14] = interval_or_null(m->batch_delay_ms);
-	sql = psprintf("SELECT %s.mig_shard_prepare($1, $2, $3, $4, $5, $6, $7, $8, $9, "
-				   "$10, $11, $12, $13, $14, $15)", cr->schema);
+	/* typed, so that a node without the function says which one it lacks */
+	sql = psprintf("SELECT %s.mig_shard_prepare($1::bigint, $2::int, $3::bigint, $4::bigint, "
+				   "$5::text, $6::text, $7::text[], $8::int, $9::text, $10::text[], "
+				   "$11::interval, $12::interval, $13::int, $14::interval, $15::interval)",
+				   cr->schema);
 	sent(cr, nc, idx, true,
 		 PQsendQueryParams(nc->conn, sql, 15, NULL, values, NULL, NULL, 0));
 }
@@ -201,7 +204,7 @@ mr_node_send_batch(CitusRun *cr, NodeConn *nc, int idx)
 	values[1] = psprintf("%d", MR_SHARD_BUDGET_MS);
 	sent(cr, nc, idx, false,
 		 PQsendQueryParams(nc->conn,
-						   psprintf("CALL %s.mig_shard_batch($1, $2, %s)", cr->schema,
+						   psprintf("CALL %s.mig_shard_batch($1::bigint, $2::int, %s)", cr->schema,
 									"NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"),
 						   2, NULL, values, NULL, NULL, 0));
 }

@@ -234,7 +234,8 @@ node_error(CitusRun *cr, NodeConn *nc, ShardSlice *s, PGresult *res)
 		hint = "migration_runner must be installed on every node: CREATE EXTENSION "
 			"migration_runner on the coordinator is propagated by Citus to the nodes it knows; "
 			"on a node where it is missing, create it there (the same version).";
-	mr_citus_fail(cr, psprintf("node %s: %s", nc->node, mr_node_error(nc, res)), sqlstate,
+	mr_citus_fail(cr, psprintf(missing ? "migration_runner is missing on node %s: %s" : "node %s: %s",
+							   nc->node, mr_node_error(nc, res)), sqlstate,
 				  psprintf("%s%s%s", context ? context : "", context ? "\n" : "", where(s)),
 				  hint);
 }
