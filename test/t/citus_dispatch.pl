@@ -21,7 +21,7 @@ my $pkglibdir = `pg_config --pkglibdir`;
 chomp $pkglibdir;
 if (!-e "$pkglibdir/citus.so")
 {
-	plan skip_all => 'skipped: Citus not available';
+	plan skip_all => 'Citus not available';
 }
 
 # a node of the cluster: Citus and migration_runner preloaded
