@@ -156,6 +156,21 @@ mr_from_clause(MigrationRun *run)
 }
 
 /*
+ * Citus cannot plan a query on a distributed table with its parameters left
+ * unbound ("could not create distributed plan"): the bounds queries of a
+ * global key range over a Citus table get a custom plan per batch.
+ */
+static void
+keep_bounds_plan(Migration *m, SPIPlanPtr *slot, const char *sql, int nargs,
+				 Oid *argtypes)
+{
+	if (m->distribution != NULL)
+		keep_plan(slot, sql, nargs, argtypes);
+	else
+		keep_generic_plan(slot, sql, nargs, argtypes);
+}
+
+/*
  * The bounds queries: an ordered range scan of the key's index, never OFFSET.
  * The batch size is a literal, so the plan is made for exactly that LIMIT;
  * they are prepared again only when the size changes.
@@ -172,12 +187,12 @@ mr_prepare_bounds(MigrationRun *run)
 	run->bounds_plan_size = -1;
 	key_param_types(m, types, 2);
 	nestlevel = mr_enter_index_scan();
-	keep_generic_plan(&run->bounds_first,
+	keep_bounds_plan(m, &run->bounds_first,
 			  psprintf("SELECT %s FROM %s%s WHERE %s <= %s ORDER BY %s LIMIT %d",
 					   keys, only_clause(m), run->relname, row,
 					   mr_param_list(1, m->nkeys), keys, run->batch_size),
 			  m->nkeys, types);
-	keep_generic_plan(&run->bounds_next,
+	keep_bounds_plan(m, &run->bounds_next,
 			  psprintf("SELECT %s FROM %s%s WHERE %s > %s AND %s <= %s ORDER BY %s LIMIT %d",
 					   keys, only_clause(m), run->relname, row,
 					   mr_param_list(1, m->nkeys), row,
