@@ -51,8 +51,8 @@
 # The time split: for the global range the coordinator's migrations row
 # (bounds_ms, action_ms, bookkeeping_ms, commit_ms); for per-shard slices the
 # node-local migrations in each worker's catalog (coordinator_id = the
-# coordinator's migration), summed per node, and the coordinator's
-# migration_slices mirror grouped by node.  Figures only: nothing here passes
+# coordinator's migration), summed per node; the coordinator's row holds
+# their sums.  Figures only: nothing here passes
 # or fails on time.
 #
 set -euo pipefail
@@ -325,7 +325,8 @@ $(bench_wait_sql slices "$name" "$TIMEOUT")"
 }
 
 # The per-node split of per-shard run $2: the node-local migrations in each
-# worker's catalog, and the coordinator's mirror (migration_slices) by node.
+# worker's catalog.  (The coordinator's mirror, migration_slices, is gone
+# once the run completed; its migrations row holds the sums over the nodes.)
 shard_split() {    # $1 = rows, $2 = the coordinator's migration id, $3 = seconds
 	local i
 	for i in 1 2; do
@@ -336,14 +337,10 @@ shard_split() {    # $1 = rows, $2 = the coordinator's migration id, $3 = second
 				   round((sum(bounds_ms + action_ms + bookkeeping_ms + commit_ms) / 1000)::numeric, 2),
 				   coalesce(round((100 * sum(bounds_ms + action_ms + bookkeeping_ms + commit_ms) / 1000
 								   / nullif($3, 0))::numeric) || '%', '-'),
+				   coalesce(round(extract(epoch FROM max(completed_at) - min(started_at))::numeric, 2)::text, '-'),
 				   string_agg(DISTINCT status, ',')
 			  FROM migrations WHERE coordinator_id = $2" >> "$SPLIT"
 	done
-	q0 -F $'\t' -c "
-		SELECT $1, 'mirror ' || coalesce(node, '?') || ' (' || count(*) || ' slices)',
-			   sum(base_processed + processed), sum(base_batches + batches), string_agg(DISTINCT status, ',')
-		  FROM migration_slices WHERE migration_id = $2 GROUP BY node ORDER BY node" > "$WORK/mirror.tsv" 2>/dev/null || true
-	sed 's/^/M\t/' "$WORK/mirror.tsv" >> "$SPLIT"
 }
 
 for rows in "${SIZES[@]}"; do
@@ -370,6 +367,7 @@ echo "         (2) global: migration_runner.citus_shards = off, the key range of
 echo "         (3) shards: migration_runner.citus_shards = on, one slice per shard on the node that holds it"
 echo "         migrations are timed from mig_start (or CALL mig_run) to completion; vs update = update's seconds / the method's (>1: faster)"
 echo "load: the 1-minute load average just before the run"
+echo "time split: the migration's row in the coordinator's catalog; for (3) it sums the nodes' (per node below); seconds"
 echo
 awk -F'\t' '
 	BEGIN { printf "  %-8s %-7s %-13s %8s %9s %5s %8s %8s %8s %8s %8s  %s\n",
@@ -383,16 +381,15 @@ awk -F'\t' '
 				f[1], f[2], f[3], f[4], ratio, f[5], f[6], f[7], f[8], f[9], f[10], f[11]
 		}
 	}' "$RES"
-if grep -qv '^M' "$SPLIT" 2>/dev/null; then
+if [ -s "$SPLIT" ]; then
 	echo
 	echo "per-shard runs, time split per node (the node-local migrations in each worker's catalog, summed;"
-	echo "busy = their bounds+action+bookkeeping+commit / the run's seconds: near 100% when the node ran batches all the time)"
-	grep -v '^M' "$SPLIT" | awk -F'\t' '
-		BEGIN { printf "  %-8s %-8s %6s %9s %8s %8s %8s %8s %8s %8s %6s  %s\n",
-				"rows", "node", "shards", "processed", "batches", "bounds s", "action s", "bookk s", "commit s", "sum s", "busy", "status" }
-		{ printf "  %-8s %-8s %6s %9s %8s %8s %8s %8s %8s %8s %6s  %s\n", $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 }'
-	echo "the coordinator's mirror (migration_slices by node): processed, batches, status"
-	{ grep '^M' "$SPLIT" || true; } | awk -F'\t' '{ printf "  %-8s %-60s %9s %8s  %s\n", $2, $3, $4, $5, $6 }'
+	echo "busy = their bounds+action+bookkeeping+commit / the run's seconds: near 100% when the node ran batches all the time;"
+	echo "span = from the first shard's start to the last shard's completion on that node)"
+	awk -F'\t' '
+		BEGIN { printf "  %-8s %-8s %6s %9s %8s %8s %8s %8s %8s %8s %6s %7s  %s\n",
+				"rows", "node", "shards", "processed", "batches", "bounds s", "action s", "bookk s", "commit s", "sum s", "busy", "span s", "status" }
+		{ printf "  %-8s %-8s %6s %9s %8s %8s %8s %8s %8s %8s %6s %7s  %s\n", $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13 }' "$SPLIT"
 fi
 echo
 bench_footer
