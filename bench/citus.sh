@@ -314,13 +314,17 @@ $(bench_wait_sql slices "$name" "$TIMEOUT")"
 	[ -n "$st" ] && [ "${st%%:*}" != completed ] && status+=" migration $st"
 	say "$rows rows  $m: ${secs:-?} s  $status"
 	local split="-	-	-	-	-"
-	if [ "$m" != update ]; then
+	if [ "$m" = shards ]; then
+		# the nodes' sums: the coordinator's row has no bookkeeping time
+		shard_split "$rows" "$id" "${secs:-0}"
+		split=$(tail -n 2 "$SPLIT" | awk -F'\t' '{ b += $5; t1 += $6; t2 += $7; t3 += $8; t4 += $9 }
+			END { printf "%d\t%.2f\t%.2f\t%.2f\t%.2f", b, t1, t2, t3, t4 }')
+	elif [ "$m" != update ]; then
 		split=$(q0 -F $'\t' -c "SELECT batches, round((bounds_ms / 1000)::numeric, 2),
 			round((action_ms / 1000)::numeric, 2), round((bookkeeping_ms / 1000)::numeric, 2),
 			round((commit_ms / 1000)::numeric, 2) FROM migrations WHERE id = $id")
 	fi
 	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$rows" "$m" "$how" "${secs:--}" "$load" "$split" "$status" >> "$RES"
-	[ "$m" = shards ] && shard_split "$rows" "$id" "${secs:-0}"
 	return 0
 }
 
@@ -367,7 +371,7 @@ echo "         (2) global: migration_runner.citus_shards = off, the key range of
 echo "         (3) shards: migration_runner.citus_shards = on, one slice per shard on the node that holds it"
 echo "         migrations are timed from mig_start (or CALL mig_run) to completion; vs update = update's seconds / the method's (>1: faster)"
 echo "load: the 1-minute load average just before the run"
-echo "time split: the migration's row in the coordinator's catalog; for (3) it sums the nodes' (per node below); seconds"
+echo "time split (seconds): (2) the migration's row in the coordinator's catalog; (3) the sums of the nodes' (per node below)"
 echo
 awk -F'\t' '
 	BEGIN { printf "  %-8s %-7s %-13s %8s %9s %5s %8s %8s %8s %8s %8s  %s\n",
