@@ -39,6 +39,8 @@ OBJS = \
 	src/shard_action.o \
 	src/shard_batch.o \
 	src/citus_run.o \
+	src/citus_nodes.o \
+	src/citus_slices.o \
 	src/dry_run.o \
 	src/skip.o \
 	src/skip_retry.o \
@@ -89,7 +91,10 @@ endif
 TAP_TESTS = 1
 PROVE_TESTS = $(wildcard test/t/*.pl)
 
-PG_CPPFLAGS = -I$(srcdir)/src
+# per-shard runs on Citus talk to the nodes through libpq (citus_nodes.c),
+# as contrib/dblink does
+PG_CPPFLAGS = -I$(srcdir)/src -I$(libpq_srcdir)
+SHLIB_LINK_INTERNAL = $(libpq)
 PG_CFLAGS = -Wall -Werror -Wmissing-prototypes -Wdeclaration-after-statement
 
 PG_CONFIG ?= pg_config

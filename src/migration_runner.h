@@ -256,6 +256,9 @@ extern const char *mr_outcome_name(RunOutcome outcome);
 /* shard.c: per-shard runs of Citus tables, the node's side */
 extern bool mr_runs_per_shard(int64 migration_id);
 
+/* slices.c: what the slices add up to, folded into the migration */
+extern int64 mr_fold_slices(int64 migration_id);
+
 /* citus_run.c: per-shard runs of Citus tables, the coordinator's side */
 extern RunOutcome mr_citus_run(int64 migration_id, const RunnerHooks *hooks,
 							   int *sqlerrcode);
@@ -263,6 +266,8 @@ extern RunOutcome mr_citus_run(int64 migration_id, const RunnerHooks *hooks,
 /* run_end.c: an error outside the engine's guarded steps, for both runners */
 extern bool mr_end_run_after_error(int64 migration_id, int slice,
 								   ErrorData *edata, bool at_commit);
+extern void mr_forget_runner_pid(int64 migration_id);
+extern void mr_pause_if_running(int64 migration_id);
 
 /* runlock.c */
 extern bool mr_try_lock_runner(int64 migration_id, int slice);

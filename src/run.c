@@ -364,24 +364,6 @@ run_setup(MigrationRun *run, int64 migration_id)
 	return result;
 }
 
-/* clear worker_pid where it still names this process */
-static void
-forget_runner_pid(MigrationRun *run)
-{
-	if (!mr_extension_is_current())
-		return;
-	PushActiveSnapshot(GetTransactionSnapshot());
-	mr_catalog_exec(psprintf("UPDATE %s SET worker_pid = NULL, throttled = NULL "
-							 "WHERE id = " INT64_FORMAT " AND worker_pid = %d",
-							 run->catalog, run->m->id, MyProcPid),
-					0, NULL, NULL, SPI_OK_UPDATE);
-	mr_catalog_exec(psprintf("UPDATE %s SET worker_pid = NULL "
-							 "WHERE migration_id = " INT64_FORMAT " AND worker_pid = %d",
-							 mr_catalog_table("migration_slices"), run->m->id, MyProcPid),
-					0, NULL, NULL, SPI_OK_UPDATE);
-	PopActiveSnapshot();
-}
-
 /*
  * The runner got a cancel request: pause the migration (unless someone
  * stopped it meanwhile), commit that, and raise the cancel error.  The
@@ -391,14 +373,8 @@ forget_runner_pid(MigrationRun *run)
 static void
 pause_on_cancel(MigrationRun *run, const RunnerHooks *hooks)
 {
-	Migration  *m;
-
 	QueryCancelPending = false;
-	PushActiveSnapshot(GetTransactionSnapshot());
-	m = mr_migration_by_id(run->m->id, true);
-	if (m != NULL && strcmp(m->status, MR_STATUS_RUNNING) == 0)
-		mr_set_status(m, MR_STATUS_PAUSED, "worker_pid = NULL, throttled = NULL");
-	PopActiveSnapshot();
+	mr_pause_if_running(run->m->id);
 	mr_next_transaction(hooks);
 	if (run->last_error && run->last_error->sqlerrcode == ERRCODE_QUERY_CANCELED)
 		ReThrowError(run->last_error);
@@ -451,7 +427,7 @@ run_loop(MigrationRun *run, int64 migration_id, const RunnerHooks *hooks)
 			return RUN_WAITING;
 		if (result == BATCH_NO_WORK)
 		{
-			forget_runner_pid(run);
+			mr_forget_runner_pid(run->m->id);
 			mr_next_transaction(hooks);
 			return RUN_SLICES_LEFT;
 		}
@@ -469,7 +445,7 @@ run_loop(MigrationRun *run, int64 migration_id, const RunnerHooks *hooks)
 			if (run->last_error &&
 				run->last_error->sqlerrcode == ERRCODE_QUERY_CANCELED)
 				pause_on_cancel(run, hooks);
-			forget_runner_pid(run);
+			mr_forget_runner_pid(run->m->id);
 			mr_next_transaction(hooks);
 			return RUN_STOPPED;
 		}
@@ -488,12 +464,12 @@ run_loop(MigrationRun *run, int64 migration_id, const RunnerHooks *hooks)
 		{
 			if (cancelled)
 				pause_on_cancel(run, hooks);
-			forget_runner_pid(run);
+			mr_forget_runner_pid(run->m->id);
 			mr_next_transaction(hooks);
 			return RUN_STOPPED;
 		}
 	}
-	forget_runner_pid(run);
+	mr_forget_runner_pid(run->m->id);
 	mr_next_transaction(hooks);
 	return RUN_INTERRUPTED;
 }

@@ -59,6 +59,43 @@ record_failure(Migration *m, int slice, ErrorData *edata, bool at_commit)
 }
 
 /*
+ * The catalog no longer names this process as the runner of the migration,
+ * nor of any of its slices (unless the extension went away meanwhile).
+ */
+void
+mr_forget_runner_pid(int64 migration_id)
+{
+	if (!mr_extension_is_current())
+		return;
+	PushActiveSnapshot(GetTransactionSnapshot());
+	mr_catalog_exec(psprintf("UPDATE %s SET worker_pid = NULL, throttled = NULL "
+							 "WHERE id = " INT64_FORMAT " AND worker_pid = %d",
+							 mr_catalog_table("migrations"), migration_id, MyProcPid),
+					0, NULL, NULL, SPI_OK_UPDATE);
+	mr_catalog_exec(psprintf("UPDATE %s SET worker_pid = NULL "
+							 "WHERE migration_id = " INT64_FORMAT " AND worker_pid = %d",
+							 mr_catalog_table("migration_slices"), migration_id, MyProcPid),
+					0, NULL, NULL, SPI_OK_UPDATE);
+	PopActiveSnapshot();
+}
+
+/*
+ * A cancel request reached the runner: the migration is paused, unless
+ * someone stopped it meanwhile.  The caller commits.
+ */
+void
+mr_pause_if_running(int64 migration_id)
+{
+	Migration  *m;
+
+	PushActiveSnapshot(GetTransactionSnapshot());
+	m = mr_migration_by_id(migration_id, true);
+	if (m != NULL && strcmp(m->status, MR_STATUS_RUNNING) == 0)
+		mr_set_status(m, MR_STATUS_PAUSED, "worker_pid = NULL, throttled = NULL");
+	PopActiveSnapshot();
+}
+
+/*
  * An error escaped the engine's guarded steps; edata is its copy, in
  * memory that outlives the transaction, and the error state is flushed.
  * at_commit says whether the error came from a commit of the run; slice is
@@ -105,14 +142,7 @@ mr_end_run_after_error(int64 migration_id, int slice, ErrorData *edata,
 	}
 	if (m != NULL)
 	{
-		mr_catalog_exec(psprintf("UPDATE %s SET worker_pid = NULL, throttled = NULL "
-								 "WHERE id = " INT64_FORMAT " AND worker_pid = %d",
-								 mr_catalog_table("migrations"), migration_id, MyProcPid),
-						0, NULL, NULL, SPI_OK_UPDATE);
-		mr_catalog_exec(psprintf("UPDATE %s SET worker_pid = NULL "
-								 "WHERE migration_id = " INT64_FORMAT " AND worker_pid = %d",
-								 mr_catalog_table("migration_slices"), migration_id, MyProcPid),
-						0, NULL, NULL, SPI_OK_UPDATE);
+			mr_forget_runner_pid(migration_id);
 	}
 	PopActiveSnapshot();
 	CommitTransactionCommand();

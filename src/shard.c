@@ -10,8 +10,8 @@
  * data and cursor in one local transaction, as any migration does.  What
  * is left is to make sure the shard is still here.  Citus moves and splits
  * a shard while writes go on, and at the end blocks writes to it by taking
- * its shard-metadata lock (an advisory lock of class 4) in ExclusiveLock
- * mode on every node, then changes the placements in pg_dist_placement.  A
+ * its shard-metadata lock (an advisory lock of class 8, per colocation
+ * group and shard index) in ExclusiveLock mode on every node, then changes the placements in pg_dist_placement.  A
  * batch takes the same lock in ShareLock mode, before any other lock, and
  * then looks the placement up: either it runs before the move's final step
  * (its change is copied with the shard, and the move waits for its
@@ -35,8 +35,8 @@
 #include "run_internal.h"
 #include "shard.h"
 
-/* Citus' advisory lock class for shard metadata (resource_lock.h) */
-#define CITUS_SHARD_METADATA_LOCK_CLASS 4
+/* Citus' advisory lock class for colocated shards' metadata (resource_lock.h) */
+#define CITUS_COLOCATED_SHARDS_METADATA_LOCK_CLASS 8
 
 /* whether migration_id is a coordinator's migration that runs shard by shard */
 bool
@@ -68,20 +68,67 @@ mr_shard_set_batch_gucs(MigrationRun *run)
 }
 
 /*
- * Take the shard's metadata lock for the rest of the transaction.  Taken
- * before the relation's lock, in the order Citus takes them.
+ * The tag of Citus' metadata lock on a shard of a hash-distributed table
+ * (SetLocktagForShardDistributionMetadata): one lock for the shards of the
+ * same position in every table of the colocation group, by the shard's
+ * index in its table's shards sorted by hash range.  False when the shard
+ * is gone (split, or its table dropped).
+ */
+static bool
+shard_lock_tag(int64 shard_id, LOCKTAG *tag)
+{
+	Oid			type = INT8OID;
+	Datum		arg = Int64GetDatum(shard_id);
+	bool		isnull;
+	int32		colocation;
+	int64		index;
+
+	if (SPI_execute_with_args("SELECT p.colocationid, "
+							  "       (SELECT count(*) FROM pg_catalog.pg_dist_shard o "
+							  "         WHERE o.logicalrelid = s.logicalrelid "
+							  "           AND o.shardminvalue::int4 < s.shardminvalue::int4) "
+							  "  FROM pg_catalog.pg_dist_shard s "
+							  "  JOIN pg_catalog.pg_dist_partition p ON p.logicalrelid = s.logicalrelid "
+							  " WHERE s.shardid = $1",
+							  1, &type, &arg, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not look up shard " INT64_FORMAT, shard_id);
+	if (SPI_processed == 0)
+		return false;
+	colocation = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
+											 SPI_tuptable->tupdesc, 1, &isnull));
+	index = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+										SPI_tuptable->tupdesc, 2, &isnull));
+	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, (uint32) index, (uint32) colocation,
+						 CITUS_COLOCATED_SHARDS_METADATA_LOCK_CLASS);
+	return true;
+}
+
+/*
+ * Take the shard's metadata lock for the rest of the transaction, before
+ * the relation's lock, in the order Citus takes them.  A split of another
+ * shard of the table moves this one's index: the tag is looked up again
+ * under the lock until it holds still.  A shard that is gone is left to
+ * mr_shard_still_here.
  */
 void
 mr_shard_lock(MigrationRun *run)
 {
 	LOCKTAG		tag;
-	uint64		shard = (uint64) run->m->shard_id;
+	LOCKTAG		again;
 
 	if (run->m->shard_id == 0)
 		return;
-	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) (shard >> 32),
-						 (uint32) shard, CITUS_SHARD_METADATA_LOCK_CLASS);
-	(void) LockAcquire(&tag, ShareLock, false, false);
+	SPI_connect();
+	if (shard_lock_tag(run->m->shard_id, &tag))
+		for (;;)
+		{
+			(void) LockAcquire(&tag, ShareLock, false, false);
+			if (!shard_lock_tag(run->m->shard_id, &again) ||
+				memcmp(&tag, &again, sizeof(LOCKTAG)) == 0)
+				break;
+			tag = again;
+		}
+	SPI_finish();
 }
 
 /*

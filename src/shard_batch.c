@@ -191,7 +191,15 @@ mig_shard_prepare(PG_FUNCTION_ARGS)
 	existing = mr_migration_by_name(name, false);
 	if (existing != NULL)
 	{
-		mr_check_ownership(existing);
+		/* the name is the coordinator's: a row of it by anyone else is not ours */
+		if (existing->owner != GetUserId() ||
+			existing->coordinator_id != PG_GETARG_INT64(P_COORDINATOR_ID) ||
+			existing->shard_id != PG_GETARG_INT64(P_SHARD_ID))
+			ereport(ERROR,
+					(errcode(ERRCODE_DUPLICATE_OBJECT),
+					 errmsg("migration \"%s\" already exists and does not run this shard for this role",
+							name),
+					 errhint("Drop it on this node with mig_drop, then resume the migration on the coordinator.")));
 		SPI_finish();
 		PG_RETURN_INT64(existing->id);
 	}

@@ -493,6 +493,42 @@ keep_home_done(MigrationRun *run)
 }
 
 /*
+ * Add the slices' counters to the migration's, in one pass over them, as
+ * the migration completes (also for a per-shard run: citus_slices.c).
+ * Returns the migration's processed then.  The caller is connected to SPI.
+ */
+int64
+mr_fold_slices(int64 migration_id)
+{
+	CatalogAccess access;
+	Datum		id = Int64GetDatum(migration_id);
+	bool		isnull;
+	int64		processed;
+
+	mr_catalog_enter(&access);
+	if (SPI_execute_with_args(psprintf("UPDATE %s m SET processed = m.processed + s.processed, "
+									   "scanned = m.scanned + s.scanned, batches = m.batches + s.batches, "
+									   "last_batch_at = s.last_batch_at, "
+									   "bounds_ms = m.bounds_ms + s.bounds_ms, action_ms = m.action_ms + s.action_ms, "
+									   "bookkeeping_ms = m.bookkeeping_ms + s.bookkeeping_ms, "
+									   "commit_ms = m.commit_ms + s.commit_ms "
+									   "FROM (SELECT sum(processed) AS processed, sum(scanned) AS scanned, "
+									   "sum(batches) AS batches, max(last_batch_at) AS last_batch_at, "
+									   "sum(bounds_ms) AS bounds_ms, sum(action_ms) AS action_ms, "
+									   "sum(bookkeeping_ms) AS bookkeeping_ms, sum(commit_ms) AS commit_ms "
+									   "FROM %s WHERE migration_id = $1) s "
+									   "WHERE m.id = $1 RETURNING m.processed",
+									   mr_catalog_table("migrations"), slices_table()),
+							  1, (Oid[]) {INT8OID}, &id, NULL, false, 0) != SPI_OK_UPDATE_RETURNING ||
+		SPI_processed != 1)
+		elog(ERROR, "could not add up the slices of migration " INT64_FORMAT, migration_id);
+	processed = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+											SPI_tuptable->tupdesc, 1, &isnull));
+	mr_catalog_leave(&access);
+	return processed;
+}
+
+/*
  * No work left for this runner: complete the migration if every slice is
  * done.  The migration's row lock orders the runners that get here at the
  * same time, and the count reads what committed before it: the last one to
@@ -524,23 +560,7 @@ complete_if_all_done(MigrationRun *run)
 		return BATCH_NO_WORK;
 	}
 
-	/* add the slices' counters to the migration's, in one pass over them */
-	slice_exec(run, psprintf("UPDATE %s m SET processed = m.processed + s.processed, "
-							 "scanned = m.scanned + s.scanned, batches = m.batches + s.batches, "
-							 "last_batch_at = s.last_batch_at, "
-							 "bounds_ms = m.bounds_ms + s.bounds_ms, action_ms = m.action_ms + s.action_ms, "
-							 "bookkeeping_ms = m.bookkeeping_ms + s.bookkeeping_ms, "
-							 "commit_ms = m.commit_ms + s.commit_ms "
-							 "FROM (SELECT sum(processed) AS processed, sum(scanned) AS scanned, "
-							 "sum(batches) AS batches, max(last_batch_at) AS last_batch_at, "
-							 "sum(bounds_ms) AS bounds_ms, sum(action_ms) AS action_ms, "
-							 "sum(bookkeeping_ms) AS bookkeeping_ms, sum(commit_ms) AS commit_ms "
-							 "FROM %s WHERE migration_id = $1) s "
-							 "WHERE m.id = $1 RETURNING m.processed",
-							 run->catalog, slices),
-			   0, NULL, NULL, NULL, SPI_OK_UPDATE_RETURNING);
-	m->processed = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-											   SPI_tuptable->tupdesc, 1, &isnull));
+	m->processed = mr_fold_slices(m->id);
 	/* with a final verify query, this runner runs it next (verify.c) */
 	verifying = mr_begin_verifying(run);
 	if (!verifying)

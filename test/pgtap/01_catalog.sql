@@ -19,7 +19,9 @@ SELECT columns_are('migrations', ARRAY[
 	'defined_at', 'last_batch_at', 'last_batch_ms', 'bounds_ms', 'action_ms',
 	'bookkeeping_ms', 'commit_ms', 'action_target', 'error_detail',
 	'error_hint', 'error_context', 'parallel', 'verify', 'on_error',
-	'max_skipped', 'skipped', 'continued_from', 'run_after', 'verifying_since']);
+	'max_skipped', 'skipped', 'continued_from', 'run_after', 'verifying_since',
+	'distribution', 'distribution_column', 'colocation_id', 'per_shard', 'citus_run',
+	'coordinator_id', 'shard_id', 'placement_id']);
 
 -- every column: its type, and whether it may be NULL
 SELECT col_type_is('migrations', col, typ)
@@ -112,8 +114,8 @@ SELECT set_eq(
 		  'migrations_processed_check', 'migrations_batch_size_check',
 		  'migrations_definition_check', 'migrations_completed_check',
 		  'migrations_on_error_check', 'migrations_max_skipped_check',
-		  'migrations_skipped_check'],
-	'migrations has exactly its nine CHECK constraints (06_beyond tests the new three)');
+		  'migrations_skipped_check', 'migrations_distribution_check'],
+	'migrations has exactly its ten CHECK constraints (06_beyond tests three, 07_citus the distribution one)');
 SELECT col_has_check('migrations', col)
   FROM unnest(ARRAY['name', 'status', 'processed', 'batch_size']) AS col;
 SELECT col_has_check('migrations', ARRAY['status', 'completed_at']);
@@ -275,7 +277,8 @@ SELECT columns_are('migration_slices', ARRAY[
 	'migration_id', 'slice', 'status', 'lower_key', 'upper_key', 'cursor',
 	'processed', 'scanned', 'batches', 'current_batch_size', 'worker_pid',
 	'last_batch_at', 'last_batch_ms', 'bounds_ms', 'action_ms',
-	'bookkeeping_ms', 'commit_ms']);
+	'bookkeeping_ms', 'commit_ms', 'shard_id', 'placement_id', 'node', 'local_id',
+	'base_processed', 'base_batches', 'waiting_since', 'wait_error']);
 SELECT col_type_is('migration_slices', col, typ)
   FROM (VALUES
 	('migration_id', 'bigint'),
@@ -332,7 +335,7 @@ SELECT throws_ok(
 SELECT throws_ok(
 	$$INSERT INTO migration_slices (migration_id, slice, upper_key)
 	  SELECT id, 65, '{5}' FROM migrations WHERE name = 'full_def'$$,
-	'23514', NULL, 'slices are numbered up to 64');
+	'23514', NULL, 'slices are numbered up to 64 (unless a slice is a shard: 07_citus)');
 SELECT throws_ok(
 	$$INSERT INTO migration_slices (migration_id, slice, status, upper_key)
 	  SELECT id, 2, 'paused', '{5}' FROM migrations WHERE name = 'full_def'$$,
@@ -356,7 +359,8 @@ SELECT is(
 	   FROM pg_attribute WHERE attrelid = 'mig_slices'::regclass AND attnum > 0),
 	ARRAY['name text', 'slice integer', 'status text', 'lower_key text',
 		  'upper_key text', 'cursor text', 'processed bigint', 'batches bigint',
-		  'worker_pid integer'],
+		  'worker_pid integer', 'shard_id bigint', 'node text',
+		  'waiting_since timestamp with time zone', 'wait_error text'],
 	'mig_slices has its columns, in order, with the keys as text');
 SELECT is(
 	(SELECT array_agg(ROW(name, slice, status, lower_key, upper_key, cursor)::text ORDER BY slice)
@@ -399,7 +403,9 @@ SELECT set_eq(
 		  'function mig_pause(text)', 'function mig_resume(text)', 'function mig_cancel(text)',
 		  'function mig_reset(text)', 'function mig_run(text)', 'function mig_wait(text,interval)',
 		  'function mig_drop(text)', 'function mig_wait_all(text[],interval)',
-		  'function mig_dry_run(text,integer)', 'function mig_retry_skipped(text)'],
+		  'function mig_dry_run(text,integer)', 'function mig_retry_skipped(text)',
+		  'function mig_shard_prepare(bigint,integer,bigint,bigint,text,text,text[],integer,text,text[],interval,interval,integer,interval,interval)',
+		  'function mig_shard_batch(bigint,integer)'],
 	'the extension consists of exactly its catalog, view and functions');
 SELECT set_eq(
 	$$SELECT unnest(extconfig)::regclass::text FROM pg_extension WHERE extname = 'migration_runner'$$,

@@ -3,7 +3,7 @@
 -- the caller's behalf only for migrations the caller owns (or whose owning
 -- role the caller is a member of).
 BEGIN;
-SELECT plan(98);
+SELECT plan(100);
 
 SET LOCAL search_path = public;
 SET LOCAL client_min_messages = warning;
@@ -57,7 +57,13 @@ SELECT function_privs_are(fn, args, 'mr_tap_bob', ARRAY['EXECUTE'])
 	('mig_wait_all', ARRAY['text[]', 'interval']),
 	('mig_dry_run', ARRAY['text', 'integer']),
 	('mig_retry_skipped', ARRAY['text']),
-	('mig_drop', ARRAY['text'])) AS f(fn, args);
+	('mig_drop', ARRAY['text']),
+	-- the node side of a Citus per-shard run (07_citus): called on the node as
+	-- the migration's owner, whoever that is
+	('mig_shard_prepare', ARRAY['bigint', 'integer', 'bigint', 'bigint', 'text', 'text',
+								'text[]', 'integer', 'text', 'text[]', 'interval',
+								'interval', 'integer', 'interval', 'interval']),
+	('mig_shard_batch', ARRAY['bigint', 'integer'])) AS f(fn, args);
 
 -- ---------------------------------------------------------------------------
 -- a non-superuser cannot write either table

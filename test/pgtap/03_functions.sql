@@ -1,8 +1,8 @@
--- Signatures of the SQL API: every function and the procedure, with exact
+-- Signatures of the SQL API: every function and procedure, with exact
 -- argument types, argument names, defaults, return types, language,
 -- volatility and strictness.
 BEGIN;
-SELECT plan(143);
+SELECT plan(159);
 
 SET LOCAL search_path = public;
 
@@ -23,7 +23,9 @@ INSERT INTO api VALUES
 	('mig_wait',            '{text,interval}', 'text',    'volatile', 11),
 	('mig_drop',            '{text}',          'void',    'volatile', 12),
 	('mig_alter',           '{text,integer,integer,interval,interval,interval,integer,interval}',
-							'void',    'volatile', 13);
+							'void',    'volatile', 13),
+	('mig_shard_prepare',   '{bigint,integer,bigint,bigint,text,text,text[],integer,text,text[],interval,interval,integer,interval,interval}',
+							'bigint',  'volatile', 14);
 
 SELECT has_function('public', fn, args) FROM api ORDER BY ord;
 SELECT function_returns('public', fn, args, returns) FROM api ORDER BY ord;
@@ -38,6 +40,12 @@ SELECT has_function('public', 'mig_run', ARRAY['text']);
 SELECT is_procedure('public', 'mig_run', ARRAY['text']);
 SELECT function_lang_is('public', 'mig_run', ARRAY['text'], 'c');
 SELECT isnt_strict('public', 'mig_run', ARRAY['text']);
+
+-- the procedure a coordinator's per-shard run calls on a node (07_citus)
+SELECT has_function('public', 'mig_shard_batch', ARRAY['bigint', 'integer']);
+SELECT is_procedure('public', 'mig_shard_batch', ARRAY['bigint', 'integer']);
+SELECT function_lang_is('public', 'mig_shard_batch', ARRAY['bigint', 'integer'], 'c');
+SELECT isnt_strict('public', 'mig_shard_batch', ARRAY['bigint', 'integer']);
 
 -- mig_wait_all returns a table (name, status), mig_dry_run a table of
 -- batches: sets; mig_retry_skipped a count
@@ -60,7 +68,7 @@ SELECT volatility_is('public', 'mig_retry_skipped', ARRAY['text'], 'volatile');
 -- no other overloads of the API's names
 SELECT is((SELECT count(*)::int FROM pg_proc
 			WHERE pronamespace = 'public'::regnamespace AND proname LIKE 'mig\_%'),
-		  17, 'the API has exactly seventeen routines, none overloaded');
+		  19, 'the API has exactly nineteen routines, none overloaded');
 
 -- argument names and defaults, as callers see them (named notation)
 SELECT is(pg_get_function_arguments(p::regprocedure), args, 'arguments of ' || p)
@@ -93,13 +101,27 @@ SELECT is(pg_get_function_arguments(p::regprocedure), args, 'arguments of ' || p
 	('mig_reset(text)', 'name text'),
 	('mig_run(text)', 'IN name text'),
 	('mig_wait(text,interval)', 'name text, timeout interval DEFAULT NULL::interval'),
-	('mig_drop(text)', 'name text')) AS f(p, args);
+	('mig_drop(text)', 'name text'),
+	('mig_shard_prepare(bigint,integer,bigint,bigint,text,text,text[],integer,text,text[],interval,interval,integer,interval,interval)',
+	 'coordinator_id bigint, run integer, shard_id bigint, placement_id bigint, '
+	 'relation text, action text, key_columns text[], batch_size integer, '
+	 'search_path text, cursor text[], lock_timeout interval DEFAULT NULL::interval, '
+	 'statement_timeout interval DEFAULT NULL::interval, '
+	 'max_retries integer DEFAULT NULL::integer, '
+	 'target_batch_time interval DEFAULT NULL::interval, '
+	 'batch_delay interval DEFAULT NULL::interval'),
+	('mig_shard_batch(bigint,integer)',
+	 'IN local_id bigint, IN budget_ms integer, OUT status text, OUT processed bigint, '
+	 'OUT batches bigint, OUT cursor text[], OUT bounds_ms double precision, '
+	 'OUT action_ms double precision, OUT commit_ms double precision, OUT error text, '
+	 'OUT sqlstate text')) AS f(p, args);
 SELECT is((SELECT pronargdefaults::int FROM pg_proc WHERE oid = p::regprocedure), n,
 		  p || ' has ' || n || ' default(s)')
   FROM (VALUES
 	('mig_define(text,regclass,text,integer,text[],interval,interval,interval,integer,interval,integer,text,text,bigint,text,text[])', 13),
 	('mig_alter(text,integer,integer,interval,interval,interval,integer,interval)', 7),
-	('mig_wait(text,interval)', 1)) AS f(p, n);
+	('mig_wait(text,interval)', 1),
+	('mig_shard_prepare(bigint,integer,bigint,bigint,text,text,text[],integer,text,text[],interval,interval,integer,interval,interval)', 5)) AS f(p, n);
 
 -- callable with named arguments and defaults, as in the README (on a plain
 -- table: an action may not write to a temporary one)
@@ -191,10 +213,22 @@ SELECT throws_ok($$SELECT mig_wait(NULL)$$, '22004', 'argument "name" must not b
 				 'mig_wait(NULL)');
 SELECT throws_ok($$SELECT mig_drop(NULL)$$, '22004', 'argument "name" must not be null',
 				 'mig_drop(NULL)');
+-- mig_shard_prepare: the first nine arguments are required (cursor NULL
+-- means from the first key); checked before whether Citus is there
+SELECT throws_ok($$SELECT mig_shard_prepare(NULL, 1, 1, 1, 'public.tap_sig', 'SELECT $1, $2',
+											 '{id}', 10, 'public', NULL)$$, '22004',
+				 'argument "coordinator_id" must not be null', 'mig_shard_prepare(NULL, ...)');
+SELECT throws_ok($$SELECT mig_shard_prepare(1, 1, 1, 1, 'public.tap_sig', 'SELECT $1, $2',
+											 '{id}', 10, NULL, NULL)$$, '22004',
+				 'argument "search_path" must not be null',
+				 'mig_shard_prepare(..., search_path => NULL, ...)');
 -- CALL inside a transaction block is refused before anything else
 SELECT throws_ok($$CALL mig_run('sig_all')$$, '25001',
 				 'mig_run cannot run inside a transaction block',
 				 'CALL mig_run inside a transaction block is refused');
+SELECT throws_ok($$CALL mig_shard_batch(NULL, 100, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)$$,
+				 '25001', 'mig_shard_batch cannot run inside a transaction block',
+				 'CALL mig_shard_batch inside a transaction block is refused');
 
 SELECT * FROM finish();
 ROLLBACK;
