@@ -139,36 +139,21 @@ qn() { local n=$1; shift; as_pg psql -X -q -A -t -v ON_ERROR_STOP=1 -h "$SOCK" -
 q0() { qn 0 "$@"; }
 
 for i in 0 1 2; do
-	as_pg initdb -D "$WORK/n$i" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >"$WORK/initdb.log" 2>&1 ||
-		{ cat "$WORK/initdb.log" >&2; exit 1; }
-	cat >> "$WORK/n$i/postgresql.conf" <<EOF
-
-# ---- bench/$NAME, node $i (${NODES[$i]})
-listen_addresses = ''
-port = ${PORTS[$i]}
-unix_socket_directories = '$SOCK'
+	# run.sh's settings (lib.sh), then the nodes' own: later lines win
+	PGDATA="$WORK/n$i" bench_initdb "${PORTS[$i]}" <<EOF
+# ---- node $i (${NODES[$i]})
 shared_preload_libraries = 'citus,migration_runner'
 wal_level = logical
 fsync = off
 shared_buffers = 512MB
-max_wal_size = 4GB
-min_wal_size = 1GB
-checkpoint_timeout = 30min
-checkpoint_completion_target = 0.9
-wal_buffers = 16MB
-work_mem = 64MB
-maintenance_work_mem = 512MB
 effective_cache_size = 4GB
 random_page_cost = 1.1
-jit = off
 max_connections = 200
 max_worker_processes = 32
-log_min_messages = warning
 log_checkpoints = off
 log_autovacuum_min_duration = -1
 citus.shard_count = $SHARDS
 citus.local_hostname = '$SOCK'
-migration_runner.databases = 'postgres'
 EOF
 	as_pg pg_ctl -D "$WORK/n$i" -l "$WORK/n$i.log" -w -t 60 start >/dev/null
 	qn "$i" -c 'CREATE EXTENSION citus'
