@@ -12,7 +12,8 @@
  * migration; a copy lost in a crash is made again by the next call, since
  * the figures are totals, not increments.  base_processed and
  * base_batches keep what earlier placements of the shard did, before a
- * shard move.
+ * shard move; the times the slice shows are its current placement's, and
+ * those of a placement the shard left are added to the migration's row.
  *
  * A shard that moved keeps its slice, which continues on the new node
  * after the final cursor of the old one; a shard that was split is done,
@@ -431,9 +432,21 @@ mr_citus_transfer(CitusRun *cr, ShardSlice *s)
 		placement = int64_col(1);
 		if (placement != s->placement_id)
 		{
+			/*
+			 * The new node's times start at zero: the old placement's go to
+			 * the migration's row, to which the slices' are added when it
+			 * completes, in the same transaction as they leave the slice.
+			 */
+			cat_exec(cr, psprintf("UPDATE %s m SET bounds_ms = m.bounds_ms + s.bounds_ms, "
+								  "action_ms = m.action_ms + s.action_ms, "
+								  "commit_ms = m.commit_ms + s.commit_ms FROM %s s "
+								  "WHERE m.id = $1 AND s.migration_id = $1 AND s.slice = $2",
+								  mr_catalog_table("migrations"), slices_table()),
+					 1, (Oid[]) {INT4OID}, (Datum[]) {Int32GetDatum(s->slice)},
+					 NULL, SPI_OK_UPDATE);
 			cat_exec(cr, psprintf("UPDATE %s SET placement_id = $3, node = $4, local_id = NULL, "
 								  "base_processed = processed, base_batches = batches, "
-								  "bounds_ms = 0, action_ms = 0, waiting_since = NULL, "
+								  "bounds_ms = 0, action_ms = 0, commit_ms = 0, waiting_since = NULL, "
 								  "wait_error = NULL WHERE migration_id = $1 AND slice = $2",
 								  slices_table()),
 					 3, (Oid[]) {INT4OID, INT8OID, TEXTOID},

@@ -9,7 +9,7 @@
 # when the move or split cuts over, and the node-local migrations show it:
 # the one on the old node stopped ('cancelled', as a moved node-local
 # migration ends) after some of the shard's rows, and the new placements'
-# migrations did the rest.
+# migrations did the rest, and the coordinator's action_ms counts both.
 use strict;
 use warnings;
 use FindBin;
@@ -166,6 +166,18 @@ for my $c (@cases)
 	}
 	is($old_done + $rest, $shard_rows,
 		"$c->{label}: old and new placements together did each row of the shard once");
+
+	# the coordinator's time split counts every placement's batches, also
+	# those of the placement the shard left (the slow shard's rows sleep
+	# 5 ms each: a second or more of action time on the old node)
+	my $coord_ms = citus_value($coord,
+		"SELECT round(action_ms) FROM migrations WHERE id = $id");
+	my $nodes_ms = 0;
+	$nodes_ms += citus_value($_,
+		"SELECT round(coalesce(sum(action_ms), 0)) FROM migrations WHERE coordinator_id = $id")
+	  for @workers;
+	cmp_ok(abs($coord_ms - $nodes_ms), '<=', 50 + $nodes_ms / 50,
+		"$c->{label}: the migration's action_ms ($coord_ms) is the nodes' sum ($nodes_ms)");
 }
 
 log_has_no_crash($_, 0, $_->name) for ($coord, @workers);
