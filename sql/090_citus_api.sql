@@ -30,11 +30,11 @@ SELECT mig_shard_prepare(NULL, 1, 102008, 1, 'public.c90', 'x', '{id}', 100, 'pu
 -- mig_shard_batch: only with CALL outside a transaction block, only for a
 -- migration that runs a shard
 SELECT id AS c90_id FROM migrations WHERE name = 'c90' \gset
-CALL mig_shard_batch(:c90_id, 100, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
-CALL mig_shard_batch(NULL, 100, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
-CALL mig_shard_batch(-1, 100, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
+CALL mig_shard_batch(:c90_id, 100, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
+CALL mig_shard_batch(NULL, 100, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
+CALL mig_shard_batch(-1, 100, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
 BEGIN;
-CALL mig_shard_batch(1, 100, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
+CALL mig_shard_batch(1, 100, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
 ROLLBACK;
 
 -- nothing changed

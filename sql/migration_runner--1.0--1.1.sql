@@ -519,7 +519,9 @@ LANGUAGE C;
  * a transaction of its own, for about budget_ms (at least one), and say
  * where it stands: status is 'running' (keys left), 'completed', 'moved'
  * (the placement is no longer on this node: cursor is final here),
- * 'busy' (another session runs it), or 'failed' (error, sqlstate).
+ * 'busy' (another session runs it), or 'failed' (error, sqlstate);
+ * throttled is why the node's health held its batches back at the end of
+ * the call (NULL: it did not).
  */
 CREATE PROCEDURE mig_shard_batch(local_id bigint,
 								 budget_ms integer,
@@ -531,6 +533,7 @@ CREATE PROCEDURE mig_shard_batch(local_id bigint,
 								 OUT action_ms double precision,
 								 OUT commit_ms double precision,
 								 OUT error text,
-								 OUT sqlstate text)
+								 OUT sqlstate text,
+								 OUT throttled text)
 AS 'MODULE_PATHNAME', 'mig_shard_batch'
 LANGUAGE C;

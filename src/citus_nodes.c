@@ -205,7 +205,7 @@ mr_node_send_batch(CitusRun *cr, NodeConn *nc, int idx)
 	sent(cr, nc, idx, false,
 		 PQsendQueryParams(nc->conn,
 						   psprintf("CALL %s.mig_shard_batch($1::bigint, $2::int, %s)", cr->schema,
-									"NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"),
+									"NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"),
 						   2, NULL, values, NULL, NULL, 0));
 }
 

@@ -270,6 +270,26 @@ record_history(CitusRun *cr, ShardSlice *s, const char *cursor, int64 rows,
 }
 
 /*
+ * The node's health held its batches back (throttled, its reason) or not
+ * (NULL): the migration's row says so as "node host:port: reason", until
+ * that node answers again without it.
+ */
+static void
+record_node_throttled(CitusRun *cr, ShardSlice *s, const char *throttled)
+{
+	char	   *prefix = psprintf("node %s: ", s->node);
+
+	cat_exec(cr, psprintf("UPDATE %s SET throttled = $2 WHERE id = $1 AND status = 'running' "
+						  "AND throttled IS DISTINCT FROM $2 "
+						  "AND ($2 IS NOT NULL OR starts_with(throttled, $3))",
+						  mr_catalog_table("migrations")),
+			 2, (Oid[]) {TEXTOID, TEXTOID},
+			 (Datum[]) {throttled ? CStringGetTextDatum(psprintf("%s%s", prefix, throttled)) : (Datum) 0,
+				 CStringGetTextDatum(prefix)},
+			 throttled ? "  " : "n ", SPI_OK_UPDATE);
+}
+
+/*
  * Copy what the node said of its migration (one row of CALL
  * mig_shard_batch) into the slice's row: its totals over the base of the
  * placements before, its cursor, and the slice is done when it completed.
@@ -323,6 +343,7 @@ mr_citus_record(CitusRun *cr, ShardSlice *s, PGresult *res, const char *status,
 					   bounds_ms >= s->bounds_ms ? bounds_ms - s->bounds_ms : bounds_ms,
 					   action_ms >= s->action_ms ? action_ms - s->action_ms : action_ms,
 					   started_at);
+	record_node_throttled(cr, s, field(res, "throttled"));
 	SPI_finish();
 	s->bounds_ms = bounds_ms;
 	s->action_ms = action_ms;

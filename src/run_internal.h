@@ -187,9 +187,7 @@ struct MigrationRun
 	double		carry_bookkeeping_ms;
 	double		carry_commit_ms;
 
-	/* health throttling: WAL position at the last look, lock waiters seen */
-	XLogRecPtr	wal_mark;
-	TimestampTz wal_mark_at;
+	/* health throttling: lock waiters seen at the end of the last batch */
 	int			lock_waiters;
 
 	/* retries of the current step, and the error that ended the last one */
@@ -313,5 +311,6 @@ extern BatchResult mr_run_final_verify(MigrationRun *run);
 extern int	mr_count_lock_waiters(void);
 extern BatchResult mr_throttle_wait(MigrationRun *run, const RunnerHooks *hooks,
 									bool *cancelled);
+extern char *mr_throttle_take_problem(void);
 
 #endif							/* MIGRATION_RUNNER_RUN_INTERNAL_H */

@@ -33,6 +33,7 @@
 
 #include "compat.h"
 #include "migration_runner.h"
+#include "run_internal.h"
 #include "shard.h"
 
 PG_FUNCTION_INFO_V1(mig_shard_prepare);
@@ -262,12 +263,12 @@ static const RunnerHooks shard_hooks = {
 enum
 {
 	R_STATUS, R_PROCESSED, R_BATCHES, R_CURSOR, R_BOUNDS_MS, R_ACTION_MS,
-	R_COMMIT_MS, R_ERROR, R_SQLSTATE, R_NCOLUMNS
+	R_COMMIT_MS, R_ERROR, R_SQLSTATE, R_THROTTLED, R_NCOLUMNS
 };
 
 static Datum
 result_row(FunctionCallInfo fcinfo, MemoryContext cxt, const char *status,
-		   int64 id, const char *error, int sqlerrcode)
+		   int64 id, const char *error, int sqlerrcode, const char *throttled)
 {
 	MemoryContext old = MemoryContextSwitchTo(cxt);
 	Datum		values[R_NCOLUMNS];
@@ -299,6 +300,11 @@ result_row(FunctionCallInfo fcinfo, MemoryContext cxt, const char *status,
 		nulls[R_ERROR] = nulls[R_SQLSTATE] = false;
 	}
 	mr_shard_read_timings(id, values + R_BOUNDS_MS, nulls + R_BOUNDS_MS);
+	if (throttled != NULL)
+	{
+		values[R_THROTTLED] = CStringGetTextDatum(throttled);
+		nulls[R_THROTTLED] = false;
+	}
 	MemoryContextSwitchTo(old);
 	return HeapTupleGetDatum(heap_form_tuple(desc, values, nulls));
 }
@@ -388,13 +394,15 @@ mig_shard_batch(PG_FUNCTION_ARGS)
 		Datum		row;
 
 		mr_spi_commit();
-		row = result_row(fcinfo, cxt, status, id, NULL, 0);
+		row = result_row(fcinfo, cxt, status, id, NULL, 0, NULL);
 		SPI_finish();
 		PG_RETURN_DATUM(row);
 	}
 
 	INSTR_TIME_SET_CURRENT(call_started);
 	call_steps = 0;
+	/* a wait of an earlier call in this session is not this call's */
+	(void) mr_throttle_take_problem();
 	PG_TRY();
 	{
 		outcome = mr_run_migration(id, 0, &shard_hooks, &sqlerrcode);
@@ -417,10 +425,12 @@ mig_shard_batch(PG_FUNCTION_ARGS)
 	m = mr_migration_by_id(id, false);
 	status = status_after_run(outcome, m);
 	{
+		const char *throttled = strcmp(status, "running") == 0 ?
+			mr_throttle_take_problem() : NULL;
 		Datum		row = result_row(fcinfo, cxt, status, id,
 									 strcmp(status, "failed") == 0 ?
 									 (m->error ? m->error : edata ? edata->message : "unknown error") : NULL,
-									 sqlerrcode);
+									 sqlerrcode, throttled);
 
 		mr_spi_commit();
 		SPI_finish();

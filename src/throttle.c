@@ -28,6 +28,24 @@
 #include "run_internal.h"
 
 /*
+ * The last thing wrong with the server's health that held this process's
+ * batches back since mr_throttle_take_problem was last called, or "".  A
+ * node's CALL mig_shard_batch tells the coordinator: a call that waited,
+ * even if it ran a batch after the wait, says why.
+ */
+static char last_problem[256];
+
+/* that problem (palloc'd), or NULL; and forget it */
+char *
+mr_throttle_take_problem(void)
+{
+	char	   *problem = last_problem[0] != '\0' ? pstrdup(last_problem) : NULL;
+
+	last_problem[0] = '\0';
+	return problem;
+}
+
+/*
  * How many sessions wait on locks this process holds, counted at the end of
  * a batch, before its commit releases them.  Only sessions that wait on a
  * lock at all are asked for their blockers: pg_blocking_pids is not cheap,
@@ -57,27 +75,35 @@ mr_count_lock_waiters(void)
 }
 
 /*
+ * The WAL position at this process's last look.  It outlives a run: a
+ * node's CALL mig_shard_batch is a run of its own every 200 ms, and the
+ * first look of each would otherwise let a batch through unmeasured.
+ */
+static XLogRecPtr wal_mark;
+static TimestampTz wal_mark_at;
+
+/*
  * The server's WAL rate since the last look, when at least 50 ms passed.
  */
 static char *
-wal_rate_problem(MigrationRun *run)
+wal_rate_problem(void)
 {
 	XLogRecPtr	lsn = GetXLogInsertRecPtr();
 	TimestampTz now = GetCurrentTimestamp();
-	double		secs = (now - run->wal_mark_at) / 1000000.0;
+	double		secs = (now - wal_mark_at) / 1000000.0;
 	double		kb_per_sec;
 
-	if (run->wal_mark_at == 0)
+	if (wal_mark_at == 0)
 	{
-		run->wal_mark = lsn;
-		run->wal_mark_at = now;
+		wal_mark = lsn;
+		wal_mark_at = now;
 		return NULL;
 	}
 	if (secs < 0.05)
 		return NULL;
-	kb_per_sec = (lsn - run->wal_mark) / 1024.0 / secs;
-	run->wal_mark = lsn;
-	run->wal_mark_at = now;
+	kb_per_sec = (lsn - wal_mark) / 1024.0 / secs;
+	wal_mark = lsn;
+	wal_mark_at = now;
 	if (kb_per_sec <= mr_max_wal_rate_kb)
 		return NULL;
 	return psprintf("WAL is written at %.0f kB/s, more than migration_runner.max_wal_rate (%d kB/s)",
@@ -119,7 +145,7 @@ throttle_problem(MigrationRun *run)
 						   run->lock_waiters, mr_max_lock_waiters);
 	run->lock_waiters = 0;
 	if (problem == NULL && mr_max_wal_rate_kb > 0)
-		problem = wal_rate_problem(run);
+		problem = wal_rate_problem();
 	if (problem == NULL && mr_max_replica_lag_ms > 0)
 		problem = replica_lag_problem();
 	return problem;
@@ -209,9 +235,17 @@ mr_throttle_wait(MigrationRun *run, const RunnerHooks *hooks, bool *cancelled)
 		}
 		if (check.problem == NULL)
 			return BATCH_DONE;
+		strlcpy(last_problem, check.problem, sizeof(last_problem));
 		mr_next_transaction(hooks);
 		if (!check.running)
 			return BATCH_NOT_RUNNING;
+		/*
+		 * A runner told to stop (a worker asked to yield, a node's call
+		 * whose time is up) need not wait out the strain: its loop stops
+		 * before the next batch.
+		 */
+		if (hooks->should_stop())
+			return BATCH_DONE;
 		if (!mr_runner_sleep(mr_throttle_sleep_ms))
 		{
 			*cancelled = true;

@@ -226,7 +226,7 @@ SELECT throws_ok($$SELECT mig_shard_prepare(1, 1, 1, 1, 'public.tap_sig', 'SELEC
 SELECT throws_ok($$CALL mig_run('sig_all')$$, '25001',
 				 'mig_run cannot run inside a transaction block',
 				 'CALL mig_run inside a transaction block is refused');
-SELECT throws_ok($$CALL mig_shard_batch(NULL, 100, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)$$,
+SELECT throws_ok($$CALL mig_shard_batch(NULL, 100, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)$$,
 				 '25001', 'mig_shard_batch cannot run inside a transaction block',
 				 'CALL mig_shard_batch inside a transaction block is refused');
 

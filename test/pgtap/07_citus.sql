@@ -291,18 +291,18 @@ COMMIT;
 -- only a node's migration of a shard placement
 SELECT id AS tap_c_on_id FROM migrations WHERE name = 'tap_c_on' \gset
 \set ON_ERROR_STOP 0
-CALL mig_shard_batch(:tap_c_on_id, 100, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
+CALL mig_shard_batch(:tap_c_on_id, 100, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
 \set ON_ERROR_STOP 1
 SELECT is(:'SQLSTATE'::text, '22023', 'mig_shard_batch of a migration that runs no shard is refused (22023)');
 SELECT is(:'LAST_ERROR_MESSAGE'::text, 'migration "tap_c_on" does not run a shard of a Citus table',
 		  'the refusal names the migration');
 \set ON_ERROR_STOP 0
-CALL mig_shard_batch(-1, 100, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
+CALL mig_shard_batch(-1, 100, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
 \set ON_ERROR_STOP 1
 SELECT is(:'SQLSTATE'::text, '42704', 'mig_shard_batch of an unknown id is refused (42704)');
 SELECT is(:'LAST_ERROR_MESSAGE'::text, 'migration -1 does not exist', 'the refusal names the id');
 \set ON_ERROR_STOP 0
-CALL mig_shard_batch(:tap_c_on_id + 1000000, 100, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
+CALL mig_shard_batch(:tap_c_on_id + 1000000, 100, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
 \set ON_ERROR_STOP 1
 SELECT is(:'SQLSTATE'::text, '42704', 'mig_shard_batch of an id never used is refused (42704)');
 SELECT results_eq(

@@ -10,7 +10,10 @@
 #       shard) and then VACUUM FULL'd while the shards run.
 #   k.  a racing session: on a worker, another session keeps calling
 #       mig_shard_batch on that node's shard migrations while the
-#       coordinator drives them too.
+#       coordinator drives them too;
+#   l.  one node under strain (its WAL rate over max_wal_rate): its shards
+#       wait, mig_status on the coordinator names the node and the reason,
+#       the other node's shards go on.
 # In each case every row is changed exactly once.
 use strict;
 use warnings;
@@ -114,7 +117,7 @@ while (citus_value($coord, "SELECT status FROM migrations WHERE id = $id") eq 'r
 	for my $l (@local)
 	{
 		my ($ret, $out) = $racer->psql('postgres',
-			"CALL mig_shard_batch($l, 30, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)");
+			"CALL mig_shard_batch($l, 30, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)");
 		$calls++;
 		$raced++ if $ret == 0 && $out =~ /^running\|/;
 	}
@@ -124,6 +127,39 @@ ok($raced > 0, "k. the racing session ran batches itself ($raced of $calls calls
 is($coord->safe_psql('postgres', "SELECT mig_wait('race_v1', '5 min')"),
 	'completed', 'k. the migration completes');
 citus_once_ok($coord, 'users_race', 'race_v1', $rows, 'k. a racing session on a node');
+
+# --- l. one node's health holds its shards back -----------------------------
+
+citus_users($coord, $rows, table => 'users_th');
+citus_define($coord, 'throttle_v1', 'users_th', batch_size => 50);
+my ($strained, $healthy) = map { citus_node_name($_) } @workers;
+# any WAL at all is too much there: after 50 ms of batches, a second's rest
+$workers[0]->safe_psql('postgres', q{
+	ALTER SYSTEM SET migration_runner.max_wal_rate = 1;
+	ALTER SYSTEM SET migration_runner.throttle_sleep = '1s';
+	SELECT pg_reload_conf();
+});
+$coord->safe_psql('postgres', "SELECT mig_start('throttle_v1')");
+ok( citus_poll($coord,
+		'SELECT throttled LIKE '
+		  . q_lit("node $strained: WAL is written at % kB/s, more than migration_runner.max_wal_rate (1 kB/s)")
+		  . " FROM mig_status WHERE name = 'throttle_v1'"),
+	'l. mig_status on the coordinator names the node under strain and why');
+ok( citus_poll($coord, qq{
+		SELECT bool_and(status = 'done') FILTER (WHERE node = '$healthy')
+		   AND NOT bool_and(status = 'done') FILTER (WHERE node = '$strained')
+		  FROM mig_slices WHERE name = 'throttle_v1'}),
+	'l. the other node\'s shards completed while the strained node\'s waited');
+$workers[0]->safe_psql('postgres', q{
+	ALTER SYSTEM RESET migration_runner.max_wal_rate;
+	ALTER SYSTEM RESET migration_runner.throttle_sleep;
+	SELECT pg_reload_conf();
+});
+is($coord->safe_psql('postgres', "SELECT mig_wait('throttle_v1', '5 min')"),
+	'completed', 'l. once the node is healthy again, the migration completes');
+citus_once_ok($coord, 'users_th', 'throttle_v1', $rows, 'l. a node under strain');
+is($coord->safe_psql('postgres', "SELECT throttled IS NULL FROM mig_status WHERE name = 'throttle_v1'"),
+	't', 'l. completed, it no longer says it is throttled');
 
 log_has_no_crash($_, 0, $_->name) for ($coord, @workers);
 
