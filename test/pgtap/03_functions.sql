@@ -114,7 +114,7 @@ SELECT is(pg_get_function_arguments(p::regprocedure), args, 'arguments of ' || p
 	 'IN local_id bigint, IN budget_ms integer, OUT status text, OUT processed bigint, '
 	 'OUT batches bigint, OUT cursor text[], OUT bounds_ms double precision, '
 	 'OUT action_ms double precision, OUT commit_ms double precision, OUT error text, '
-	 'OUT sqlstate text')) AS f(p, args);
+	 'OUT sqlstate text, OUT throttled text')) AS f(p, args);
 SELECT is((SELECT pronargdefaults::int FROM pg_proc WHERE oid = p::regprocedure), n,
 		  p || ' has ' || n || ' default(s)')
   FROM (VALUES

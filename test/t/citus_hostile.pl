@@ -133,11 +133,23 @@ citus_once_ok($coord, 'users_race', 'race_v1', $rows, 'k. a racing session on a 
 citus_users($coord, $rows, table => 'users_th');
 citus_define($coord, 'throttle_v1', 'users_th', batch_size => 50);
 my ($strained, $healthy) = map { citus_node_name($_) } @workers;
-# any WAL at all is too much there: after 50 ms of batches, a second's rest
+# any WAL at all is too much there, and another session keeps writing some
+# (80 kB/s of logical messages) until noise.stop is set: the node's shards
+# wait until then
 $workers[0]->safe_psql('postgres', q{
 	ALTER SYSTEM SET migration_runner.max_wal_rate = 1;
-	ALTER SYSTEM SET migration_runner.throttle_sleep = '1s';
+	ALTER SYSTEM SET migration_runner.throttle_sleep = '200ms';
 	SELECT pg_reload_conf();
+});
+$workers[0]->safe_psql('postgres',
+	'CREATE TABLE noise (stop bool NOT NULL); INSERT INTO noise VALUES (false)');
+my $noise = $workers[0]->background_psql('postgres');
+$noise->query_until(qr/noise/, q{\echo noise
+DO $$ BEGIN LOOP
+	EXIT WHEN (SELECT stop FROM noise);
+	PERFORM pg_logical_emit_message(false, 'mr-test', repeat('x', 4000));
+	PERFORM pg_sleep(0.05);
+END LOOP; END $$;
 });
 $coord->safe_psql('postgres', "SELECT mig_start('throttle_v1')");
 ok( citus_poll($coord,
@@ -150,6 +162,8 @@ ok( citus_poll($coord, qq{
 		   AND NOT bool_and(status = 'done') FILTER (WHERE node = '$strained')
 		  FROM mig_slices WHERE name = 'throttle_v1'}),
 	'l. the other node\'s shards completed while the strained node\'s waited');
+$workers[0]->safe_psql('postgres', 'UPDATE noise SET stop = true');
+$noise->quit;
 $workers[0]->safe_psql('postgres', q{
 	ALTER SYSTEM RESET migration_runner.max_wal_rate;
 	ALTER SYSTEM RESET migration_runner.throttle_sleep;
