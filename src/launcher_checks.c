@@ -69,9 +69,10 @@ mr_fail_unrunnable(int64 id, const char *problem)
 
 /*
  * Is the migration still running, and every migration it runs after
- * completed, in a snapshot taken after its runner locks were looked at?  A CALL mig_run that ended since the items were
- * read left its lock free; a worker started for it would hold that lock
- * for a moment and refuse the next CALL.
+ * completed, in a snapshot taken after its runner locks were looked at?
+ * A CALL mig_run that ended since the items were read left its lock free;
+ * a worker started for it would hold that lock for a moment and refuse the
+ * next CALL.
  */
 bool
 mr_still_runnable(int64 id)

@@ -11,14 +11,14 @@
  * is left is to make sure the shard is still here.  Citus moves and splits
  * a shard while writes go on, and at the end blocks writes to it by taking
  * its shard-metadata lock (an advisory lock of class 8, per colocation
- * group and shard index) in ExclusiveLock mode on every node, then changes the placements in pg_dist_placement.  A
- * batch takes the same lock in ShareLock mode, before any other lock, and
- * then looks the placement up: either it runs before the move's final step
- * (its change is copied with the shard, and the move waits for its
- * commit), or after it, and then it sees that the placement is gone, does
- * nothing, and stops the node's migration for good.  The cursor it leaves
- * is therefore final, and the coordinator (citus_run.c) carries it to the
- * shard's new placements.
+ * group and shard index) in ExclusiveLock mode on every node, then changes
+ * the placements in pg_dist_placement.  A batch takes the same lock in
+ * ShareLock mode, before any other lock, and then looks the placement up:
+ * either it runs before the move's final step (its change is copied with
+ * the shard, and the move waits for its commit), or after it, and then it
+ * sees that the placement is gone, does nothing, and stops the node's
+ * migration for good.  The cursor it leaves is therefore final, and the
+ * coordinator (citus_run.c) carries it to the shard's new placements.
  *
  *-------------------------------------------------------------------------
  */
